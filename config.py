@@ -1,0 +1,31 @@
+"""The settings of one training run, as plain values the library takes."""
+
+import dataclasses
+import os
+
+DEFAULT_DATA_DIR = os.path.join("~", ".keras", "datasets")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything `trainer.train_and_evaluate` needs to know about a run.
+
+    `flags.py` defines one command-line flag per field, with these defaults,
+    so the library never reads global flags and tests build a Config directly.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 0
+    data_dir: str = DEFAULT_DATA_DIR
+    model_dir: str = "runs"
+    run_name: str = ""
+    log_every_n_steps: int = 100
+    strategy: str = "auto"
+    num_cpu_devices: int = 1
+    gpus: str = ""
+    steps_per_loop: int = 1
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,80 @@
+"""tf.distribute strategies, chosen by name, and who writes what under them."""
+
+import json
+import os
+
+import tensorflow as tf
+
+from errors import UserError
+
+
+def configure_devices(num_cpu_devices: int, gpus: str) -> None:
+    """Splits the CPU into logical devices and limits the visible GPUs.
+
+    Must run before TensorFlow initialises its devices (the first op).
+    """
+    physical_gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        indices = [int(index) for index in gpus.split(",")]
+        if max(indices) >= len(physical_gpus):
+            raise UserError(f"--gpus={gpus} names a GPU this machine does not have "
+                            f"(it has {len(physical_gpus)}): pick indices below "
+                            f"{len(physical_gpus)}")
+        tf.config.set_visible_devices([physical_gpus[i] for i in indices], "GPU")
+    if num_cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The strategy for --strategy=`name` over the devices left visible."""
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+    if name == "auto":
+        name = "mirrored" if len(gpus) >= 2 else "one_device"
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy((gpus or cpus)[0])
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(gpus or cpus)
+    if name == "multi_worker":
+        _check_tf_config(os.environ.get("TF_CONFIG"))
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"unknown --strategy={name}: use auto, one_device, mirrored "
+                    f"or multi_worker")
+
+
+def _check_tf_config(raw: str | None) -> None:
+    """Fails with one clear line where TF_CONFIG cannot describe a cluster."""
+    example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}')
+    if not raw:
+        raise UserError(f"--strategy=multi_worker needs the TF_CONFIG environment "
+                        f"variable: set it on every worker, {example}")
+    try:
+        tf_config = json.loads(raw)
+        workers = tf_config["cluster"]["worker"]
+        task_type, index = tf_config["task"]["type"], tf_config["task"]["index"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"TF_CONFIG is malformed ({type(error).__name__}: {error}): "
+                        f"it must be JSON like {example}") from None
+    if not (isinstance(workers, list) and workers and all(isinstance(w, str) for w in workers)):
+        raise UserError(f"TF_CONFIG's cluster.worker must be a list of host:port "
+                        f"strings, {example}")
+    if task_type not in tf_config["cluster"] or not isinstance(index, int) or not (
+            0 <= index < len(tf_config["cluster"][task_type])):
+        raise UserError(f"TF_CONFIG's task {tf_config['task']} is not in its cluster: "
+                        f"set task.type to a cluster role and task.index to this "
+                        f"machine's position in its list")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder: always, but on multi-worker
+    only worker 0 (or the task named chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0

@@ -1,0 +1,88 @@
+"""Every command-line flag, with its help text and validator, in one place.
+
+The defaults come from `config.Config`; `to_config()` turns the parsed flags
+into a Config, so nothing below the entry point reads global flags.
+"""
+
+import dataclasses
+import datetime
+import re
+
+from absl import flags
+
+from config import Config
+
+FLAGS = flags.FLAGS
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+_DEFAULTS = Config()
+
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Passes over the training set.")
+flags.DEFINE_integer(
+    "batch_size", _DEFAULTS.batch_size,
+    "Global batch size: the images in one optimizer step, summed over all "
+    "replicas. Must divide by the number of replicas.")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam's learning rate.")
+flags.DEFINE_integer(
+    "seed", _DEFAULTS.seed,
+    "Seeds the weight initialisation and the per-epoch shuffle.")
+flags.DEFINE_string(
+    "data_dir", _DEFAULTS.data_dir,
+    "Where CIFAR-10 lives: the folder cifar-10-batches-py/ or the tarball "
+    "cifar-10-python.tar.gz; downloaded there if neither is found. The default "
+    "is Keras' cache, so a Keras user's copy is reused.")
+flags.DEFINE_string(
+    "model_dir", _DEFAULTS.model_dir,
+    "Root folder of the run folders; point TensorBoard at it to compare runs.")
+flags.DEFINE_string(
+    "run_name", _DEFAULTS.run_name,
+    "Name of this run's folder under --model_dir (default: the start time, "
+    "e.g. 2026-11-27_14-03-59).")
+flags.DEFINE_integer(
+    "log_every_n_steps", _DEFAULTS.log_every_n_steps,
+    "Write training loss and accuracy to TensorBoard every this many steps.")
+flags.DEFINE_enum(
+    "strategy", _DEFAULTS.strategy, STRATEGIES,
+    "auto: mirrored over all visible GPUs when there are 2 or more, else one "
+    "device; one_device; mirrored: all visible GPUs (or the logical CPUs of "
+    "--num_cpu_devices); multi_worker: MultiWorkerMirroredStrategy set up "
+    "from the TF_CONFIG environment variable.")
+flags.DEFINE_integer(
+    "num_cpu_devices", _DEFAULTS.num_cpu_devices,
+    "Split the CPU into this many logical devices, so mirrored training can "
+    "be tried without GPUs.")
+flags.DEFINE_string(
+    "gpus", _DEFAULTS.gpus,
+    "Comma-separated indices of the GPUs to use, e.g. 0,2 (default: all).")
+flags.DEFINE_integer(
+    "steps_per_loop", _DEFAULTS.steps_per_loop,
+    "Training steps run inside one tf.function call; more cuts the Python "
+    "overhead per step, with the same results.")
+
+_AT_LEAST_ONE = ("epochs", "batch_size", "log_every_n_steps", "num_cpu_devices",
+                 "steps_per_loop")
+for _name in _AT_LEAST_ONE:
+    flags.register_validator(
+        _name, lambda value: value >= 1, message=f"--{_name} must be at least 1")
+flags.register_validator(
+    "learning_rate", lambda value: value > 0, message="--learning_rate must be > 0")
+flags.register_validator(
+    "run_name", lambda value: re.fullmatch(r"[\w.-]*", value) is not None,
+    message="--run_name may hold only letters, digits, '_', '-' and '.'")
+flags.register_validator(
+    "gpus", lambda value: re.fullmatch(r"(\d+(,\d+)*)?", value) is not None,
+    message="--gpus must be comma-separated GPU indices, e.g. 0,1")
+
+
+def to_config(flag_values=FLAGS) -> Config:
+    """The parsed flags as a Config, with a timestamp for an empty run name."""
+    values = {field.name: flag_values[field.name].value
+              for field in dataclasses.fields(Config)}
+    if not values["run_name"]:
+        values["run_name"] = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return Config(**values)
+
+
+def to_flagfile(config: Config) -> str:
+    """The config as lines that `--flagfile` replays."""
+    return "".join(f"--{name}={value}\n"
+                   for name, value in dataclasses.asdict(config).items())

@@ -1,0 +1,54 @@
+"""Loss and accuracy summed over replicas and workers, read as exact means.
+
+Keras 3 metrics have had distributed-aggregation bugs (keras#19891,
+keras#21054). These totals are tf.distribute's own sync-on-read variables:
+each replica adds to its local copy inside the step, with no communication,
+and reading them from outside the step sums all copies.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Averages:
+    loss: float
+    accuracy: float
+    count: int
+
+
+class Totals:
+    """Running sums of per-example loss, correct predictions and examples.
+
+    Create it inside `strategy.scope()`; call `update` in replica context.
+    """
+
+    def __init__(self):
+        self._sums = tf.Variable(
+            tf.zeros([3], tf.float64), trainable=False,
+            synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.SUM)
+
+    def update(self, per_example_loss, labels, probabilities):
+        """Adds one replica's batch."""
+        correct = tf.equal(tf.argmax(labels, axis=-1), tf.argmax(probabilities, axis=-1))
+        self._sums.assign_add(tf.cast(tf.stack([
+            tf.reduce_sum(per_example_loss),
+            tf.reduce_sum(tf.cast(correct, tf.float32)),
+            tf.cast(tf.shape(labels)[0], tf.float32)]), tf.float64))
+
+    def sums(self) -> tuple[float, float, int]:
+        """(loss sum, correct count, example count) over every replica so far."""
+        loss, correct, count = self._sums.read_value().numpy()
+        return float(loss), float(correct), int(count)
+
+    def reset(self):
+        self._sums.assign(tf.zeros([3], tf.float64))
+
+
+def averages(loss_sum: float, correct: float, count: int) -> Averages:
+    """Means from sums; NaN where nothing was counted."""
+    if count == 0:
+        return Averages(float("nan"), float("nan"), 0)
+    return Averages(loss_sum / count, correct / count, count)

@@ -1,0 +1,53 @@
+"""The live progress line of an epoch and the summary line after it."""
+
+import sys
+import time
+
+
+class EpochProgress:
+    """Shows step/total, loss, accuracy, images/s and ETA while an epoch runs.
+
+    On a terminal one line is redrawn in place, at most 10 times a second; in a
+    log file (not a terminal) a line is printed every 15 seconds instead.
+    """
+
+    def __init__(self, epoch: int, epochs: int, total_steps: int, batch_size: int,
+                 stream=None, enabled: bool = True):
+        self._prefix = f"Epoch {epoch}/{epochs}"
+        self._total_steps = total_steps
+        self._batch_size = batch_size
+        self._stream = stream or sys.stdout
+        self._enabled = enabled
+        self._interactive = self._stream.isatty()
+        self._interval = 0.1 if self._interactive else 15.0
+        self._start = time.perf_counter()
+        self._last_shown = self._start
+
+    def due(self) -> bool:
+        """Whether `show` would print now; lets the caller skip reading metrics."""
+        return self._enabled and time.perf_counter() - self._last_shown >= self._interval
+
+    def show(self, step: int, loss: float, accuracy: float) -> None:
+        now = time.perf_counter()
+        self._last_shown = now
+        elapsed = now - self._start
+        rate = step * self._batch_size / elapsed if elapsed > 0 else 0.0
+        eta = (self._total_steps - step) * elapsed / step if step else 0.0
+        line = (f"{self._prefix} {step}/{self._total_steps} - loss {loss:.4f} - "
+                f"accuracy {accuracy:.4f} - {rate:,.0f} images/s - ETA {eta:.0f}s")
+        if self._interactive:
+            self._stream.write("\r\033[K" + line)
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def finish(self, summary: dict) -> None:
+        """Replaces the live line with the epoch's results."""
+        if not self._enabled:
+            return
+        seconds = summary["seconds"]
+        fields = " - ".join(f"{key} {summary[key]:.4f}"
+                            for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        ending = "\r\033[K" if self._interactive else ""
+        self._stream.write(f"{ending}{self._prefix} - {fields} - {seconds:.1f}s\n")
+        self._stream.flush()

@@ -1,0 +1,149 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data
+import run_folder
+import trainer
+from config import Config
+from errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_config(data_dir, **changes):
+    """Settings small enough to train in seconds on the tiny dataset."""
+    return Config(epochs=2, batch_size=16, learning_rate=3e-3, data_dir=data_dir,
+                  log_every_n_steps=3, run_name="tiny").replace(**changes)
+
+
+def one_device():
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def scalars(event_dir):
+    """{tag: [(step, value), ...]} read back from TensorBoard event files."""
+    found = {}
+    for name in sorted(os.listdir(event_dir)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(event_dir, name)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+    return found
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One 2-epoch run on the tiny dataset, shared by the checks below."""
+    root = tmp_path_factory.mktemp("run")
+    from tests import fake_cifar
+    fake_cifar.write_folder(str(root / "data"))
+    config = tiny_config(str(root / "data"))
+    workdir = str(root / "runs" / "tiny")
+    results = trainer.train_and_evaluate(config, workdir, strategy=one_device())
+    return config, workdir, results
+
+
+def test_training_lowers_the_loss_and_evaluates_every_test_image(finished_run):
+    _, _, results = finished_run
+    history = results["history"]
+    assert len(history["loss"]) == 2
+    assert history["loss"][1] < history["loss"][0]
+    assert results["test_count"] == 24
+    assert results["test_accuracy"] == history["val_accuracy"][-1]
+
+
+def test_the_run_folder_holds_every_file(finished_run):
+    config, workdir, results = finished_run
+    with open(os.path.join(workdir, run_folder.HISTORY)) as file:
+        assert json.load(file) == results["history"]
+    with open(os.path.join(workdir, run_folder.FLAGFILE)) as file:
+        assert "--batch_size=16\n" in file.read()
+    for png in (run_folder.ACCURACY_PLOT, run_folder.SAMPLE_PLOT):
+        with open(os.path.join(workdir, png), "rb") as file:
+            assert file.read(8) == PNG_SIGNATURE
+    assert tf.train.latest_checkpoint(os.path.join(workdir, run_folder.CHECKPOINTS)).endswith("-2")
+    assert sorted(p for p in os.listdir(workdir) if p.endswith(".tmp")) == []
+
+
+def test_the_saved_model_predicts_like_the_trained_one(finished_run, tiny_data_dir):
+    _, workdir, _ = finished_run
+    saved = keras.models.load_model(os.path.join(workdir, run_folder.MODEL))
+    images = data.load_cifar10(tiny_data_dir).test.images[:4].astype(np.float32) / 255.0
+    assert saved.count_params() == 167_562
+    restored = keras.models.clone_model(saved)
+    checkpoint = tf.train.Checkpoint(model=restored)
+    checkpoint.restore(tf.train.latest_checkpoint(
+        os.path.join(workdir, run_folder.CHECKPOINTS))).expect_partial()
+    np.testing.assert_allclose(saved(images), restored(images), atol=1e-6)
+
+
+def test_tensorboard_holds_step_and_epoch_scalars(finished_run):
+    _, workdir, results = finished_run
+    history = results["history"]
+    train = scalars(os.path.join(workdir, run_folder.TRAIN_LOGS))
+    validation = scalars(os.path.join(workdir, run_folder.VALIDATION_LOGS))
+    # 120 images / 16 = 7 steps an epoch; logged every 3 steps: 3, 6, 9, 12.
+    assert [step for step, _ in train["loss"]] == [3, 6, 9, 12]
+    assert [step for step, _ in train["accuracy"]] == [3, 6, 9, 12]
+    np.testing.assert_allclose([v for _, v in train["epoch_loss"]], history["loss"], rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in validation["epoch_accuracy"]],
+                               history["val_accuracy"], rtol=1e-6)
+    assert [step for step, _ in validation["epoch_loss"]] == [1, 2]
+
+
+def test_a_finished_run_is_not_overwritten(finished_run):
+    config, workdir, _ = finished_run
+    with open(os.path.join(workdir, run_folder.HISTORY)) as file:
+        before = file.read()
+    with pytest.raises(UserError, match="already holds a run: choose another --run_name"):
+        trainer.train_and_evaluate(config, workdir, strategy=one_device())
+    with open(os.path.join(workdir, run_folder.HISTORY)) as file:
+        assert file.read() == before
+
+
+def test_a_run_folder_that_cannot_be_written_is_refused(tiny_data_dir, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write the run folder .*pass a writable --model_dir"):
+        trainer.train_and_evaluate(tiny_config(tiny_data_dir), str(blocker / "run"),
+                                   strategy=one_device())
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tiny_data_dir, tmp_path):
+    with pytest.raises(UserError, match="--batch_size=256 is larger than the 120 training"):
+        trainer.train_and_evaluate(tiny_config(tiny_data_dir, batch_size=256),
+                                   str(tmp_path / "run"), strategy=one_device())
+
+
+def test_train_py_trains_prints_results_and_no_banners(tiny_data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", f"--data_dir={tiny_data_dir}", "--epochs=1",
+         "--batch_size=16", f"--model_dir={tmp_path}", "--run_name=cli"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Epoch 1/1 - loss" in result.stdout
+    assert "Test accuracy: " in result.stdout
+    assert "Total params: 167,562" in result.stdout
+    assert result.stderr == ""
+    assert (tmp_path / "cli" / run_folder.HISTORY).is_file()
+
+
+def test_train_py_reports_bad_data_in_one_line(tiny_data_dir, tmp_path):
+    os.remove(os.path.join(tiny_data_dir, data.FOLDER, "test_batch"))
+    result = subprocess.run(
+        [sys.executable, "train.py", f"--data_dir={tiny_data_dir}",
+         f"--model_dir={tmp_path}", "--run_name=bad"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: {tiny_data_dir}/{data.FOLDER}/test_batch is missing: re-extract "
+        f"{data.TARBALL} there, or delete {tiny_data_dir}/{data.FOLDER} to download again"]
+    assert not (tmp_path / "bad").exists()

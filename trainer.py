@@ -1,0 +1,226 @@
+"""The training loop: `train_and_evaluate(config, workdir)` and its compiled steps."""
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import data
+import distribute
+import flags as flag_definitions
+import metrics
+import model as model_lib
+import plots
+import run_folder
+from config import Config
+from errors import UserError
+from progress import EpochProgress
+
+
+class Trainer:
+    """The model, optimizer, metric totals and compiled steps under one strategy."""
+
+    def __init__(self, strategy: tf.distribute.Strategy, config: Config):
+        self.strategy = strategy
+        self.global_batch_size = config.batch_size
+        # Everything with variables is made in the scope, and the optimizer's
+        # slots are built now: Keras 3 would create them lazily inside the
+        # first tf.function call, which fails under MirroredStrategy.
+        with strategy.scope():
+            self.model = model_lib.simple_cnn()
+            self.optimizer = keras.optimizers.Adam(config.learning_rate)
+            self.optimizer.build(self.model.trainable_variables)
+            self.train_totals = metrics.Totals()
+            self.eval_totals = metrics.Totals()
+            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+
+    def distribute(self, dataset: tf.data.Dataset):
+        """Splits each global batch over the replicas (and workers: by data)."""
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+    def _train_step(self, images, labels):
+        """One replica's share of a step; Adam all-reduces the gradients."""
+        with tf.GradientTape() as tape:
+            probabilities = self.model(images, training=True)
+            per_example_loss = keras.losses.categorical_crossentropy(labels, probabilities)
+            loss = tf.nn.compute_average_loss(
+                per_example_loss, global_batch_size=self.global_batch_size)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.train_totals.update(per_example_loss, labels, probabilities)
+
+    @tf.function
+    def train_steps(self, iterator, num_steps: tf.Tensor) -> None:
+        """Runs `num_steps` steps in one call, to cut Python overhead per step."""
+        for _ in tf.range(num_steps):
+            self.strategy.run(self._train_step, args=next(iterator))
+
+    def _eval_step(self, images, labels):
+        probabilities = self.model(images, training=False)
+        per_example_loss = keras.losses.categorical_crossentropy(labels, probabilities)
+        self.eval_totals.update(per_example_loss, labels, probabilities)
+
+    @tf.function
+    def _eval_steps(self, iterator, num_steps: tf.Tensor) -> None:
+        for _ in tf.range(num_steps):
+            self.strategy.run(self._eval_step, args=next(iterator))
+
+    def evaluate(self, split: data.Split) -> metrics.Averages:
+        """Loss and accuracy over every example of `split`, each counted once.
+
+        The last global batch may be partial: the distributed iterator then
+        gives some replicas fewer examples, or none, and the sums stay exact.
+        """
+        self.eval_totals.reset()
+        num_batches = -(-len(split) // self.global_batch_size)
+        iterator = iter(self.distribute(data.eval_dataset(split, self.global_batch_size)))
+        self._eval_steps(iterator, tf.constant(num_batches))
+        return metrics.averages(*self.eval_totals.sums())
+
+    def predict_class(self, image: np.ndarray) -> int:
+        probabilities = self.model(image[np.newaxis].astype(np.float32) / 255.0, training=False)
+        return int(np.argmax(probabilities[0]))
+
+    def weights_fingerprint(self) -> str:
+        """A short hash of all weights: equal on every worker, and across reruns."""
+        digest = hashlib.sha256()
+        for weight in self.model.get_weights():
+            digest.update(weight.tobytes())
+        return digest.hexdigest()[:16]
+
+
+def train_and_evaluate(config: Config, workdir: str, *,
+                       strategy: tf.distribute.Strategy | None = None,
+                       cifar: data.Cifar10 | None = None) -> dict:
+    """Trains, evaluates after every epoch and fills the run folder `workdir`.
+
+    `strategy` and `cifar` default to those the config names; tests pass their
+    own. Returns the history, the test results and the weights' fingerprint.
+    Every worker runs this; only the chief writes into `workdir`, the others
+    write into a temporary folder that is removed at the end.
+    """
+    strategy = strategy or distribute.make_strategy(config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise UserError(f"--batch_size={config.batch_size} does not divide over the "
+                        f"{replicas} replicas: pick a multiple of {replicas}")
+    chief = distribute.is_chief(strategy)
+    write_dir = workdir if chief else tempfile.mkdtemp(prefix="cifar10-worker-")
+    try:
+        cifar = cifar or data.load_cifar10(config.data_dir)
+        run_folder.create(write_dir)
+        return _run(config, write_dir, strategy, chief, cifar)
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _run(config: Config, workdir: str, strategy, chief: bool, cifar: data.Cifar10) -> dict:
+    steps_per_epoch = len(cifar.train) // config.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"--batch_size={config.batch_size} is larger than the "
+                        f"{len(cifar.train)} training images: pick a smaller one")
+    keras.utils.set_random_seed(config.seed)
+    trainer = Trainer(strategy, config)
+    if chief:
+        trainer.model.summary()
+    run_folder.write_text(os.path.join(workdir, run_folder.FLAGFILE),
+                          flag_definitions.to_flagfile(config))
+    train_writer = tf.summary.create_file_writer(os.path.join(workdir, run_folder.TRAIN_LOGS))
+    validation_writer = tf.summary.create_file_writer(
+        os.path.join(workdir, run_folder.VALIDATION_LOGS))
+    manager = tf.train.CheckpointManager(
+        trainer.checkpoint, os.path.join(workdir, run_folder.CHECKPOINTS), max_to_keep=3)
+    history = {key: [] for key in run_folder.HISTORY_KEYS}
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        progress = EpochProgress(epoch, config.epochs, steps_per_epoch,
+                                 config.batch_size, enabled=chief)
+        train = _train_epoch(trainer, cifar.train, config, epoch, steps_per_epoch,
+                             train_writer, progress)
+        test = trainer.evaluate(cifar.test)
+        summary = {"loss": train.loss, "accuracy": train.accuracy, "val_loss": test.loss,
+                   "val_accuracy": test.accuracy, "seconds": time.perf_counter() - start}
+        for key, value in summary.items():
+            history[key].append(value)
+        _write_epoch_summaries(train_writer, validation_writer, epoch, train, test)
+        run_folder.write_history(workdir, history)
+        manager.save(checkpoint_number=epoch)
+        progress.finish(summary)
+    return _finish(trainer, cifar, workdir, history, test, chief)
+
+
+def _train_epoch(trainer: Trainer, split: data.Split, config: Config, epoch: int,
+                 steps_per_epoch: int, writer, progress: EpochProgress) -> metrics.Averages:
+    """Trains one epoch in calls of up to --steps_per_loop steps.
+
+    A call also ends at each multiple of --log_every_n_steps, where the
+    loss and accuracy of the steps since the last one are logged.
+    """
+    trainer.train_totals.reset()
+    iterator = iter(trainer.distribute(
+        data.train_dataset(split, config.batch_size, config.seed, epoch)))
+    first_step = (epoch - 1) * steps_per_epoch
+    logged = (0.0, 0.0, 0)
+    step = 0
+    while step < steps_per_epoch:
+        global_step = first_step + step
+        until_log = config.log_every_n_steps - global_step % config.log_every_n_steps
+        num_steps = min(config.steps_per_loop, until_log, steps_per_epoch - step)
+        trainer.train_steps(iterator, tf.constant(num_steps))
+        step += num_steps
+        at_log_step = (first_step + step) % config.log_every_n_steps == 0
+        if at_log_step or progress.due() or step == steps_per_epoch:
+            sums = trainer.train_totals.sums()
+            if at_log_step:
+                _write_step_summaries(writer, first_step + step, sums, logged)
+                logged = sums
+            running = metrics.averages(*sums)
+            if progress.due():
+                progress.show(step, running.loss, running.accuracy)
+    return running
+
+
+def _write_step_summaries(writer, global_step: int, sums, logged) -> None:
+    """Logs the mean loss and accuracy of the steps since the last log."""
+    window = metrics.averages(*(now - then for now, then in zip(sums, logged)))
+    with writer.as_default(step=global_step):
+        tf.summary.scalar("loss", window.loss)
+        tf.summary.scalar("accuracy", window.accuracy)
+
+
+def _write_epoch_summaries(train_writer, validation_writer, epoch: int,
+                           train: metrics.Averages, test: metrics.Averages) -> None:
+    for writer, results in ((train_writer, train), (validation_writer, test)):
+        with writer.as_default(step=epoch):
+            tf.summary.scalar("epoch_loss", results.loss)
+            tf.summary.scalar("epoch_accuracy", results.accuracy)
+        writer.flush()
+
+
+def _finish(trainer: Trainer, cifar: data.Cifar10, workdir: str, history: dict,
+            test: metrics.Averages, chief: bool) -> dict:
+    """Saves the model and figures and reports the final test accuracy."""
+    trainer.model.save(os.path.join(workdir, run_folder.MODEL))
+    plots.plot_accuracy(history, os.path.join(workdir, run_folder.ACCURACY_PLOT))
+    sample = cifar.test.images[0]
+    plots.plot_sample_prediction(
+        sample, cifar.class_names[cifar.test.labels[0]],
+        cifar.class_names[trainer.predict_class(sample)],
+        os.path.join(workdir, run_folder.SAMPLE_PLOT))
+    fingerprint = trainer.weights_fingerprint()
+    if chief:
+        print(f"Test accuracy: {test.accuracy:.4f} (loss {test.loss:.4f}, "
+              f"{test.count} images)")
+        print(f"Run folder: {workdir}")
+    print(f"Weights fingerprint: {fingerprint}")
+    return {"history": history, "test_loss": test.loss, "test_accuracy": test.accuracy,
+            "test_count": test.count, "weights_fingerprint": fingerprint}
