@@ -29,3 +29,8 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
+
+    def to_flagfile(self) -> str:
+        """The settings as lines that `python train.py --flagfile=...` replays."""
+        return "".join(f"--{name}={value}\n"
+                       for name, value in dataclasses.asdict(self).items())

@@ -214,14 +214,23 @@ def train_dataset(split: Split, batch_size: int, seed: int, epoch: int) -> tf.da
 
 
 def eval_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
-    """Every image once, in order; the last batch may be partial."""
-    return _batches(split, tf.range(len(split)), batch_size, drop_remainder=False)
+    """Every image once, in order, in full batches: the last is padded.
+
+    Padding rows repeat image 0 with an all-zero label, which the metrics
+    give zero weight. Full batches split evenly over any number of replicas
+    and workers; a replica handed an empty batch fails in TensorFlow's CPU
+    convolution, and a ragged last batch would also mean a second trace.
+    """
+    padding = -len(split) % batch_size
+    order = tf.concat([tf.range(len(split)), tf.fill([padding], -1)], axis=0)
+    return _batches(split, order, batch_size, drop_remainder=True)
 
 
 def _batches(split: Split, order: tf.Tensor, batch_size: int,
              drop_remainder: bool) -> tf.data.Dataset:
     """Batches of ([0,1] float32 images, one-hot float32 labels) in `order`.
 
+    An index of -1 in `order` gives a padding row with an all-zero label.
     The split stays in memory as uint8 (150 MB for the training set): that is
     the cache. Batching indices and gathering a whole batch at once keeps the
     pipeline vectorised, and a reshuffle moves indices, not images.
@@ -230,8 +239,10 @@ def _batches(split: Split, order: tf.Tensor, batch_size: int,
     labels = tf.convert_to_tensor(split.labels)
 
     def gather(indices):
-        batch_images = tf.cast(tf.gather(images, indices), tf.float32) / 255.0
-        return batch_images, tf.one_hot(tf.gather(labels, indices), NUM_CLASSES)
+        rows = tf.maximum(indices, 0)
+        batch_images = tf.cast(tf.gather(images, rows), tf.float32) / 255.0
+        batch_labels = tf.where(indices >= 0, tf.gather(labels, rows), -1)
+        return batch_images, tf.one_hot(batch_labels, NUM_CLASSES)
 
     return (tf.data.Dataset.from_tensor_slices(order)
             .batch(batch_size, drop_remainder=drop_remainder)

@@ -29,6 +29,11 @@ def configure_devices(num_cpu_devices: int, gpus: str) -> None:
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy for --strategy=`name` over the devices left visible."""
+    if name == "multi_worker":
+        # Before anything lists logical devices: that starts the runtime, and
+        # collective ops must be configured before it starts.
+        _check_tf_config(os.environ.get("TF_CONFIG"))
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
     cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
     if name == "auto":
@@ -37,9 +42,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.OneDeviceStrategy((gpus or cpus)[0])
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(gpus or cpus)
-    if name == "multi_worker":
-        _check_tf_config(os.environ.get("TF_CONFIG"))
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"unknown --strategy={name}: use auto, one_device, mirrored "
                     f"or multi_worker")
 

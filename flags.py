@@ -80,9 +80,3 @@ def to_config(flag_values=FLAGS) -> Config:
     if not values["run_name"]:
         values["run_name"] = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     return Config(**values)
-
-
-def to_flagfile(config: Config) -> str:
-    """The config as lines that `--flagfile` replays."""
-    return "".join(f"--{name}={value}\n"
-                   for name, value in dataclasses.asdict(config).items())

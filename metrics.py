@@ -31,12 +31,14 @@ class Totals:
             aggregation=tf.VariableAggregation.SUM)
 
     def update(self, per_example_loss, labels, probabilities):
-        """Adds one replica's batch."""
-        correct = tf.equal(tf.argmax(labels, axis=-1), tf.argmax(probabilities, axis=-1))
+        """Adds one replica's batch; rows with an all-zero label are padding."""
+        weights = tf.reduce_sum(labels, axis=-1)
+        correct = tf.cast(
+            tf.equal(tf.argmax(labels, axis=-1), tf.argmax(probabilities, axis=-1)), tf.float32)
         self._sums.assign_add(tf.cast(tf.stack([
-            tf.reduce_sum(per_example_loss),
-            tf.reduce_sum(tf.cast(correct, tf.float32)),
-            tf.cast(tf.shape(labels)[0], tf.float32)]), tf.float64))
+            tf.reduce_sum(per_example_loss * weights),
+            tf.reduce_sum(correct * weights),
+            tf.reduce_sum(weights)]), tf.float64))
 
     def sums(self) -> tuple[float, float, int]:
         """(loss sum, correct count, example count) over every replica so far."""

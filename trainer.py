@@ -12,7 +12,6 @@ import tensorflow as tf
 
 import data
 import distribute
-import flags as flag_definitions
 import metrics
 import model as model_lib
 import plots
@@ -74,11 +73,7 @@ class Trainer:
             self.strategy.run(self._eval_step, args=next(iterator))
 
     def evaluate(self, split: data.Split) -> metrics.Averages:
-        """Loss and accuracy over every example of `split`, each counted once.
-
-        The last global batch may be partial: the distributed iterator then
-        gives some replicas fewer examples, or none, and the sums stay exact.
-        """
+        """Loss and accuracy over every example of `split`, each counted once."""
         self.eval_totals.reset()
         num_batches = -(-len(split) // self.global_batch_size)
         iterator = iter(self.distribute(data.eval_dataset(split, self.global_batch_size)))
@@ -133,7 +128,7 @@ def _run(config: Config, workdir: str, strategy, chief: bool, cifar: data.Cifar1
     if chief:
         trainer.model.summary()
     run_folder.write_text(os.path.join(workdir, run_folder.FLAGFILE),
-                          flag_definitions.to_flagfile(config))
+                          config.to_flagfile())
     train_writer = tf.summary.create_file_writer(os.path.join(workdir, run_folder.TRAIN_LOGS))
     validation_writer = tf.summary.create_file_writer(
         os.path.join(workdir, run_folder.VALIDATION_LOGS))

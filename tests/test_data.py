@@ -89,7 +89,8 @@ def test_a_failed_download_says_where_to_put_the_tarball(tmp_path, http_server):
 
 def test_downloads_from_a_file_url(tiny_data_dir, tmp_path):
     md5 = fake_cifar.write_tarball(tiny_data_dir, str(tmp_path / "copy.tar.gz"))
-    cifar = data.load_cifar10(str(tmp_path / "empty"), url=f"file://{tmp_path}/copy.tar.gz", md5=md5)
+    url = f"file://{tmp_path}/copy.tar.gz"
+    cifar = data.load_cifar10(str(tmp_path / "empty"), url=url, md5=md5)
     assert len(cifar.train) == 120
 
 
@@ -183,10 +184,11 @@ def test_each_epoch_reshuffles_reproducibly_from_the_seed():
     assert epoch1 != _order(data.train_dataset(split, 16, seed=4, epoch=1), split)
 
 
-def test_evaluation_covers_every_image_once_with_a_partial_last_batch():
+def test_evaluation_covers_every_image_once_and_pads_the_last_batch():
     split = _split(70)
     batches = list(data.eval_dataset(split, batch_size=32))
-    assert [len(labels) for _, labels in batches] == [32, 32, 6]
-    assert _order(data.eval_dataset(split, 32), split) == list(range(70))
-    labels = np.concatenate([np.argmax(labels, axis=1) for _, labels in batches])
-    np.testing.assert_array_equal(labels, split.labels)
+    assert [len(labels) for _, labels in batches] == [32, 32, 32]
+    labels = np.concatenate([labels for _, labels in batches])
+    np.testing.assert_array_equal(np.argmax(labels[:70], axis=1), split.labels)
+    np.testing.assert_array_equal(labels[70:], np.zeros((26, 10)))
+    assert _order(data.eval_dataset(split, 32), split)[:70] == list(range(70))

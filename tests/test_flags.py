@@ -50,7 +50,7 @@ def test_an_empty_run_name_becomes_the_start_time(parse):
 def test_the_flagfile_replays_the_config(parse, tmp_path):
     config = Config(epochs=2, batch_size=32, learning_rate=5e-4, run_name="replay")
     flagfile = tmp_path / "flags.txt"
-    flagfile.write_text(flags.to_flagfile(config))
+    flagfile.write_text(config.to_flagfile())
     parse(f"--flagfile={flagfile}")
     assert flags.to_config() == config
 

@@ -112,7 +112,7 @@ def test_a_finished_run_is_not_overwritten(finished_run):
 def test_a_run_folder_that_cannot_be_written_is_refused(tiny_data_dir, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(UserError, match="cannot write the run folder .*pass a writable --model_dir"):
+    with pytest.raises(UserError, match="cannot write the run folder .*a writable --model_dir"):
         trainer.train_and_evaluate(tiny_config(tiny_data_dir), str(blocker / "run"),
                                    strategy=one_device())
 

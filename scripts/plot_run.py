@@ -1,0 +1,31 @@
+"""Redraws the accuracy plot of finished runs from their history.json.
+
+    python scripts/plot_run.py runs/2026-11-27_14-03-59 [RUN_DIR ...]
+"""
+
+import os
+import sys
+
+from absl import app
+
+import plots
+import run_folder
+from errors import UserError
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise app.UsageError("name at least one run folder")
+    try:
+        for workdir in argv[1:]:
+            history = run_folder.read_history(workdir)
+            path = os.path.join(workdir, run_folder.ACCURACY_PLOT)
+            plots.plot_accuracy(history, path)
+            print(f"Wrote {path}")
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,186 @@
+"""Distributed training gives the results of one device: 2 logical CPUs vs 1."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data
+import distribute
+import run_folder
+import trainer
+from config import Config
+from errors import UserError
+from tests import fake_cifar
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def one_device():
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def two_replicas():
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def tiny_split(rows, seed=0):
+    images, labels = fake_cifar.images_and_labels(rows, seed)
+    return data.Split(images, labels.astype(np.int32))
+
+
+def fresh_trainer(strategy, batch_size=16, seed=0):
+    keras.utils.set_random_seed(seed)
+    return trainer.Trainer(strategy, Config(batch_size=batch_size, learning_rate=3e-3))
+
+
+def losses_and_weights(strategy, split, steps):
+    """The mean loss of each of `steps` steps, and the weights after them."""
+    learner = fresh_trainer(strategy)
+    iterator = iter(learner.distribute(data.train_dataset(split, 16, seed=0, epoch=1)))
+    losses = []
+    for _ in range(steps):
+        learner.train_totals.reset()
+        learner.train_steps(iterator, tf.constant(1))
+        loss_sum, _, count = learner.train_totals.sums()
+        assert count == 16
+        losses.append(loss_sum / count)
+    return losses, learner.model.get_weights()
+
+
+def test_two_replicas_train_exactly_like_one_device():
+    split = tiny_split(96)
+    single_losses, single_weights = losses_and_weights(one_device(), split, steps=6)
+    mirrored_losses, mirrored_weights = losses_and_weights(two_replicas(), split, steps=6)
+    np.testing.assert_allclose(mirrored_losses, single_losses, atol=1e-5)
+    assert single_losses[-1] < single_losses[0]
+    for mirrored, single in zip(mirrored_weights, single_weights):
+        np.testing.assert_allclose(mirrored, single, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [37, 33, 16])
+def test_evaluation_counts_each_example_once_on_two_replicas(rows):
+    """37 = 2 x 16 + 5 splits 3/2 over the replicas; 33 leaves one example."""
+    split = tiny_split(rows, seed=5)
+    single = fresh_trainer(one_device()).evaluate(split)
+    mirrored = fresh_trainer(two_replicas()).evaluate(split)
+    assert single.count == mirrored.count == rows
+    model = fresh_trainer(one_device()).model
+    probabilities = model(split.images.astype(np.float32) / 255.0).numpy()
+    expected_loss = -np.mean(np.log(probabilities[np.arange(rows), split.labels]))
+    expected_accuracy = np.mean(np.argmax(probabilities, axis=1) == split.labels)
+    assert mirrored.loss == pytest.approx(expected_loss, rel=1e-5)
+    assert mirrored.accuracy == pytest.approx(expected_accuracy)
+    assert single.loss == pytest.approx(expected_loss, rel=1e-5)
+
+
+def train_tiny(tmp_path, name, strategy, **changes):
+    config = Config(epochs=1, batch_size=16, learning_rate=3e-3, log_every_n_steps=4,
+                    run_name=name).replace(**changes)
+    cifar = data.Cifar10(tiny_split(120, 1), tiny_split(24, 2), fake_cifar.CLASS_NAMES)
+    workdir = str(tmp_path / name)
+    trainer.train_and_evaluate(config, workdir, strategy=strategy, cifar=cifar)
+    return keras.models.load_model(os.path.join(workdir, run_folder.MODEL)).get_weights()
+
+
+def test_steps_per_loop_does_not_change_the_result(tmp_path):
+    one_at_a_time = train_tiny(tmp_path, "loop1", one_device(), steps_per_loop=1)
+    five_at_a_time = train_tiny(tmp_path, "loop5", one_device(), steps_per_loop=5)
+    for five, one in zip(five_at_a_time, one_at_a_time):
+        np.testing.assert_allclose(five, one, atol=1e-6)
+
+
+def test_mirrored_run_folder_matches_one_device(tmp_path):
+    single = train_tiny(tmp_path, "single", one_device())
+    mirrored = train_tiny(tmp_path, "mirrored", two_replicas(), steps_per_loop=3)
+    for two, one in zip(mirrored, single):
+        np.testing.assert_allclose(two, one, atol=1e-5)
+    with open(tmp_path / "mirrored" / run_folder.HISTORY) as file:
+        mirrored_history = json.load(file)
+    with open(tmp_path / "single" / run_folder.HISTORY) as file:
+        single_history = json.load(file)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(mirrored_history[key], single_history[key], atol=1e-5)
+
+
+def test_a_batch_that_does_not_divide_over_the_replicas_is_refused(tmp_path):
+    with pytest.raises(UserError, match="--batch_size=15 does not divide over the 2 replicas: "
+                                        "pick a multiple of 2"):
+        train_tiny(tmp_path, "odd", two_replicas(), batch_size=15)
+
+
+def test_strategies_by_name():
+    assert isinstance(distribute.make_strategy("one_device"), tf.distribute.OneDeviceStrategy)
+    mirrored = distribute.make_strategy("mirrored")
+    assert mirrored.num_replicas_in_sync == 2  # The 2 logical CPUs of conftest.
+    assert isinstance(distribute.make_strategy("auto"), tf.distribute.OneDeviceStrategy)
+    with pytest.raises(UserError, match="unknown --strategy=tpu"):
+        distribute.make_strategy("tpu")
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    (None, "--strategy=multi_worker needs the TF_CONFIG environment variable"),
+    ("{not json", "TF_CONFIG is malformed"),
+    ('{"cluster": {}}', "TF_CONFIG is malformed .*KeyError"),
+    ('{"cluster": {"worker": "h:1"}, "task": {"type": "worker", "index": 0}}',
+     "cluster.worker must be a list of host:port strings"),
+    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 3}}',
+     "is not in its cluster"),
+])
+def test_a_bad_tf_config_is_refused_before_any_worker_starts(monkeypatch, tf_config, message):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(UserError, match=message):
+        distribute.make_strategy("multi_worker")
+
+
+def test_train_py_reports_a_malformed_tf_config_in_one_line(tiny_data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", "--strategy=multi_worker", f"--data_dir={tiny_data_dir}",
+         f"--model_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TF_CONFIG": "{oops"})
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("error: TF_CONFIG is malformed")
+
+
+def test_two_workers_on_loopback_agree_and_only_the_chief_writes(tiny_data_dir, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = subprocess.run(
+        [sys.executable, "scripts/launch_workers.py", "--num_workers=2", "--",
+         f"--data_dir={tiny_data_dir}", "--epochs=1", "--batch_size=16",
+         f"--model_dir={tmp_path / 'runs'}", "--run_name=pair"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stdout + result.stderr
+    fingerprints = re.findall(r"^\[worker (\d)\] Weights fingerprint: (\w+)$",
+                              result.stdout, re.MULTILINE)
+    assert sorted(worker for worker, _ in fingerprints) == ["0", "1"]
+    assert fingerprints[0][1] == fingerprints[1][1]
+    assert "[worker 0] Test accuracy:" in result.stdout
+    assert "(loss" in result.stdout and "24 images)" in result.stdout
+    assert "[worker 1] Test accuracy:" not in result.stdout
+    assert os.listdir(tmp_path / "runs") == ["pair"]
+    assert (tmp_path / "runs" / "pair" / run_folder.MODEL).is_file()
+    assert [p for p in os.listdir(scratch) if p.startswith("cifar10-worker-")] == []
+
+
+def test_the_launcher_fails_when_a_worker_fails(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/launch_workers.py", "--num_workers=2", "--",
+         f"--data_dir={tmp_path}/missing", "--epochs=1", f"--model_dir={tmp_path}",
+         "--run_name=broken", "--batch_size=3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 1
+    assert "does not divide over the 2 replicas" in result.stdout
+    assert re.search(r"error: worker \d exited with code 1", result.stderr)

@@ -1,0 +1,33 @@
+import json
+import os
+import subprocess
+import sys
+
+import run_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(name, *args):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_plot_run_redraws_the_accuracy_plot(tmp_path):
+    history = {"loss": [1.5, 1.2], "accuracy": [0.45, 0.58], "val_loss": [1.3, 1.1],
+               "val_accuracy": [0.54, 0.61], "seconds": [20.0, 14.0]}
+    (tmp_path / run_folder.HISTORY).write_text(json.dumps(history))
+    result = run_script("plot_run.py", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / run_folder.ACCURACY_PLOT, "rb") as file:
+        png = file.read()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+def test_plot_run_names_a_folder_without_history(tmp_path):
+    result = run_script("plot_run.py", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: cannot read {tmp_path}/history.json (No such file or directory): pass "
+        f"the folder of a run that finished at least one epoch"]
