@@ -8,7 +8,8 @@ class EpochProgress:
     """Shows step/total, loss, accuracy, images/s and ETA while an epoch runs.
 
     On a terminal one line is redrawn in place, at most 10 times a second; in a
-    log file (not a terminal) a line is printed every 15 seconds instead.
+    log file (not a terminal) a line is printed every 15 seconds instead. Loss
+    and accuracy are those read at the last log step.
     """
 
     def __init__(self, epoch: int, epochs: int, total_steps: int, batch_size: int,
@@ -24,17 +25,20 @@ class EpochProgress:
         self._last_shown = self._start
 
     def due(self) -> bool:
-        """Whether `show` would print now; lets the caller skip reading metrics."""
+        """Whether it is time to `show` the progress again."""
         return self._enabled and time.perf_counter() - self._last_shown >= self._interval
 
-    def show(self, step: int, loss: float, accuracy: float) -> None:
+    def show(self, step: int, running) -> None:
+        """`running`: the epoch's averages at the last log step, or None before it."""
         now = time.perf_counter()
         self._last_shown = now
         elapsed = now - self._start
         rate = step * self._batch_size / elapsed if elapsed > 0 else 0.0
         eta = (self._total_steps - step) * elapsed / step if step else 0.0
-        line = (f"{self._prefix} {step}/{self._total_steps} - loss {loss:.4f} - "
-                f"accuracy {accuracy:.4f} - {rate:,.0f} images/s - ETA {eta:.0f}s")
+        results = (f"loss {running.loss:.4f} - accuracy {running.accuracy:.4f}"
+                   if running else "loss - - accuracy -")
+        line = (f"{self._prefix} {step}/{self._total_steps} - {results} - "
+                f"{rate:,.0f} images/s - ETA {eta:.0f}s")
         if self._interactive:
             self._stream.write("\r\033[K" + line)
         else:

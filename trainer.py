@@ -157,14 +157,17 @@ def _train_epoch(trainer: Trainer, split: data.Split, config: Config, epoch: int
                  steps_per_epoch: int, writer, progress: EpochProgress) -> metrics.Averages:
     """Trains one epoch in calls of up to --steps_per_loop steps.
 
-    A call also ends at each multiple of --log_every_n_steps, where the
-    loss and accuracy of the steps since the last one are logged.
+    A call also ends at each multiple of --log_every_n_steps, where the loss
+    and accuracy of the steps since the last one are logged. Only there and at
+    the epoch's end are the totals read: under multi-worker a read is a
+    collective op, so every worker must read at the same steps.
     """
     trainer.train_totals.reset()
     iterator = iter(trainer.distribute(
         data.train_dataset(split, config.batch_size, config.seed, epoch)))
     first_step = (epoch - 1) * steps_per_epoch
     logged = (0.0, 0.0, 0)
+    running = None
     step = 0
     while step < steps_per_epoch:
         global_step = first_step + step
@@ -173,14 +176,14 @@ def _train_epoch(trainer: Trainer, split: data.Split, config: Config, epoch: int
         trainer.train_steps(iterator, tf.constant(num_steps))
         step += num_steps
         at_log_step = (first_step + step) % config.log_every_n_steps == 0
-        if at_log_step or progress.due() or step == steps_per_epoch:
+        if at_log_step or step == steps_per_epoch:
             sums = trainer.train_totals.sums()
             if at_log_step:
                 _write_step_summaries(writer, first_step + step, sums, logged)
                 logged = sums
             running = metrics.averages(*sums)
-            if progress.due():
-                progress.show(step, running.loss, running.accuracy)
+        if progress.due():
+            progress.show(step, running)
     return running
 
 
