@@ -26,6 +26,15 @@ class Config:
     num_cpu_devices: int = 1
     gpus: str = ""
     steps_per_loop: int = 1
+    histograms: bool = False
+    profile_steps: str = ""
+
+    def profile_range(self) -> tuple[int, int] | None:
+        """--profile_steps=START,END as (START, END), or None when not profiling."""
+        if not self.profile_steps:
+            return None
+        start, end = (int(step) for step in self.profile_steps.split(","))
+        return start, end
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -57,6 +57,13 @@ flags.DEFINE_integer(
     "steps_per_loop", _DEFAULTS.steps_per_loop,
     "Training steps run inside one tf.function call; more cuts the Python "
     "overhead per step, with the same results.")
+flags.DEFINE_bool(
+    "histograms", _DEFAULTS.histograms,
+    "Write weight and gradient histograms to TensorBoard after each epoch.")
+flags.DEFINE_string(
+    "profile_steps", _DEFAULTS.profile_steps,
+    "START,END: profile training steps START to END (counted from 1) into the "
+    "run's TensorBoard profile tab, e.g. 50,60.")
 
 _AT_LEAST_ONE = ("epochs", "batch_size", "log_every_n_steps", "num_cpu_devices",
                  "steps_per_loop")
@@ -71,6 +78,16 @@ flags.register_validator(
 flags.register_validator(
     "gpus", lambda value: re.fullmatch(r"(\d+(,\d+)*)?", value) is not None,
     message="--gpus must be comma-separated GPU indices, e.g. 0,1")
+
+
+def _valid_profile_steps(value: str) -> bool:
+    match = re.fullmatch(r"(\d+),(\d+)", value)
+    return not value or bool(match and 1 <= int(match[1]) <= int(match[2]))
+
+
+flags.register_validator(
+    "profile_steps", _valid_profile_steps,
+    message="--profile_steps must be START,END with 1 <= START <= END, e.g. 50,60")
 
 
 def to_config(flag_values=FLAGS) -> Config:

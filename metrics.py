@@ -18,6 +18,13 @@ class Averages:
     count: int
 
 
+def _summed_over_replicas(shape) -> tf.Variable:
+    """A float64 variable that replicas add to locally and reads as the total."""
+    return tf.Variable(tf.zeros(shape, tf.float64), trainable=False,
+                       synchronization=tf.VariableSynchronization.ON_READ,
+                       aggregation=tf.VariableAggregation.SUM)
+
+
 class Totals:
     """Running sums of per-example loss, correct predictions and examples.
 
@@ -25,10 +32,7 @@ class Totals:
     """
 
     def __init__(self):
-        self._sums = tf.Variable(
-            tf.zeros([3], tf.float64), trainable=False,
-            synchronization=tf.VariableSynchronization.ON_READ,
-            aggregation=tf.VariableAggregation.SUM)
+        self._sums = _summed_over_replicas([3])
 
     def update(self, per_example_loss, labels, probabilities):
         """Adds one replica's batch; rows with an all-zero label are padding."""
@@ -54,3 +58,28 @@ def averages(loss_sum: float, correct: float, count: int) -> Averages:
     if count == 0:
         return Averages(float("nan"), float("nan"), 0)
     return Averages(loss_sum / count, correct / count, count)
+
+
+class ConfusionMatrix:
+    """Counts of (true class, predicted class), summed over replicas.
+
+    Create it inside `strategy.scope()`; call `update` in replica context.
+    """
+
+    def __init__(self, num_classes: int):
+        self._num_classes = num_classes
+        self._counts = _summed_over_replicas([num_classes, num_classes])
+
+    def update(self, labels, probabilities):
+        """Adds one replica's batch; rows with an all-zero label are padding."""
+        self._counts.assign_add(tf.math.confusion_matrix(
+            tf.argmax(labels, axis=-1), tf.argmax(probabilities, axis=-1),
+            num_classes=self._num_classes, weights=tf.reduce_sum(labels, axis=-1),
+            dtype=tf.float64))
+
+    def result(self):
+        """The (true, predicted) counts as a numpy array of whole numbers."""
+        return self._counts.read_value().numpy().round().astype("int64")
+
+    def reset(self):
+        self._counts.assign(tf.zeros([self._num_classes] * 2, tf.float64))

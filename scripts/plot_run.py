@@ -1,4 +1,4 @@
-"""Redraws the accuracy plot of finished runs from their history.json.
+"""Redraws the accuracy and loss plots of finished runs from their history.json.
 
     python scripts/plot_run.py runs/2026-11-27_14-03-59 [RUN_DIR ...]
 """
@@ -19,9 +19,11 @@ def main(argv):
     try:
         for workdir in argv[1:]:
             history = run_folder.read_history(workdir)
-            path = os.path.join(workdir, run_folder.ACCURACY_PLOT)
-            plots.plot_accuracy(history, path)
-            print(f"Wrote {path}")
+            for metric, name in (("accuracy", run_folder.ACCURACY_PLOT),
+                                 ("loss", run_folder.LOSS_PLOT)):
+                path = os.path.join(workdir, name)
+                plots.save(plots.curves(history, metric), path)
+                print(f"Wrote {path}")
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -13,6 +13,7 @@ import run_folder
 import trainer
 from config import Config
 from errors import UserError
+from tests import events
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -26,17 +27,6 @@ def tiny_config(data_dir, **changes):
 
 def one_device():
     return tf.distribute.OneDeviceStrategy("/cpu:0")
-
-
-def scalars(event_dir):
-    """{tag: [(step, value), ...]} read back from TensorBoard event files."""
-    found = {}
-    for name in sorted(os.listdir(event_dir)):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(event_dir, name)):
-            for value in event.summary.value:
-                found.setdefault(value.tag, []).append(
-                    (event.step, float(tf.make_ndarray(value.tensor))))
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +78,8 @@ def test_the_saved_model_predicts_like_the_trained_one(finished_run, tiny_data_d
 def test_tensorboard_holds_step_and_epoch_scalars(finished_run):
     _, workdir, results = finished_run
     history = results["history"]
-    train = scalars(os.path.join(workdir, run_folder.TRAIN_LOGS))
-    validation = scalars(os.path.join(workdir, run_folder.VALIDATION_LOGS))
+    train = events.scalars(os.path.join(workdir, run_folder.TRAIN_LOGS))
+    validation = events.scalars(os.path.join(workdir, run_folder.VALIDATION_LOGS))
     # 120 images / 16 = 7 steps an epoch; logged every 3 steps: 3, 6, 9, 12.
     assert [step for step, _ in train["loss"]] == [3, 6, 9, 12]
     assert [step for step, _ in train["accuracy"]] == [3, 6, 9, 12]
