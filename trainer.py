@@ -90,6 +90,10 @@ class Trainer:
         self._eval_steps(iterator, tf.constant(num_batches))
         return metrics.averages(*self.eval_totals.sums())
 
+    def learning_rate(self) -> float:
+        """The learning rate the optimizer applies at its current step."""
+        return float(tf.convert_to_tensor(self.optimizer.learning_rate))
+
     def predict_classes(self, images: np.ndarray) -> np.ndarray:
         """Class indices for uint8 images, on this worker alone."""
         probabilities = self.model(images.astype(np.float32) / 255.0, training=False)
@@ -208,7 +212,7 @@ def _train_epoch(trainer: Trainer, split: data.Split, config: Config, epoch: int
                 now = time.perf_counter()
                 window = metrics.averages(*(new - old for new, old in zip(sums, logged)))
                 summaries.step(first_step + step, window,
-                               float(trainer.optimizer.learning_rate),
+                               trainer.learning_rate(),
                                window.count / (now - logged_at))
                 logged, logged_at = sums, now
             running = metrics.averages(*sums)
