@@ -5,6 +5,9 @@ import os
 
 DEFAULT_DATA_DIR = os.path.join("~", ".keras", "datasets")
 
+# Settings that change what a run computes: a resumed run must keep them.
+RESUME_SENSITIVE = ("epochs", "batch_size", "learning_rate", "seed")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -28,6 +31,13 @@ class Config:
     steps_per_loop: int = 1
     histograms: bool = False
     profile_steps: str = ""
+    checkpoint_every_n_steps: int = 500
+    keep_checkpoints: int = 3
+    deterministic: bool = False
+    stop_on_nonfinite: bool = True
+    force: bool = False
+    mode: str = "train"
+    checkpoint: str = ""
 
     def profile_range(self) -> tuple[int, int] | None:
         """--profile_steps=START,END as (START, END), or None when not profiling."""
@@ -43,3 +53,10 @@ class Config:
         """The settings as lines that `python train.py --flagfile=...` replays."""
         return "".join(f"--{name}={value}\n"
                        for name, value in dataclasses.asdict(self).items())
+
+    def changes_from(self, flagfile_text: str) -> list[str]:
+        """The RESUME_SENSITIVE settings that differ from a saved flagfile's."""
+        saved = dict(line[2:].split("=", 1) for line in flagfile_text.splitlines()
+                     if line.startswith("--") and "=" in line)
+        return [f"--{name} (was {saved.get(name)}, now {getattr(self, name)})"
+                for name in RESUME_SENSITIVE if saved.get(name) != str(getattr(self, name))]

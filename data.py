@@ -29,6 +29,11 @@ TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
+# CIFAR-10's classes by label, as batches.meta names them; for exported models.
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
+               "dog", "frog", "horse", "ship", "truck")
+AUGMENTATIONS = ("none", "flip", "flip_crop")
+CROP_PADDING = 4  # Pixels of zeros around an image before "flip_crop" cuts 32x32 out.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,17 +205,26 @@ def _remove_if_exists(path: str) -> None:
         os.remove(path)
 
 
-def train_dataset(split: Split, batch_size: int, seed: int, epoch: int) -> tf.data.Dataset:
+def train_dataset(split: Split, batch_size: int, seed: int, epoch: int,
+                  skip_batches: int = 0, augmentation: str = "none") -> tf.data.Dataset:
     """One epoch of full batches, in an order fixed by (seed, epoch).
 
     The images that do not fill a last batch (50,000 % 64 = 16) are left out
     of this epoch only: the next epoch's order differs. Every step then has
     the full global batch, so the loss scaling is exact and the step keeps
-    one static shape.
+    one static shape. `skip_batches` resumes an epoch where a checkpoint left it.
+    Batch i of the epoch is augmented (see `augment`) with a seed made from
+    (seed, epoch, i), so a resumed epoch's batches match the uninterrupted ones.
     """
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(len(split)), seed=tf.constant([seed, epoch], tf.int64))
-    return _batches(split, order, batch_size, drop_remainder=True)
+    _check_augmentation(augmentation)  # Here, not while tf.data traces, for a one-line error.
+    key = tf.constant([seed, epoch], tf.int64)
+    order = tf.random.experimental.stateless_shuffle(tf.range(len(split)), seed=key)
+    batches = _batches(split, order[skip_batches * batch_size:], batch_size, drop_remainder=True)
+    if augmentation != "none":
+        batches = batches.enumerate(start=skip_batches).map(
+            lambda index, batch: augment(*batch, augmentation, tf.random.fold_in(key, index)),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
@@ -223,7 +237,7 @@ def eval_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
     """
     padding = -len(split) % batch_size
     order = tf.concat([tf.range(len(split)), tf.fill([padding], -1)], axis=0)
-    return _batches(split, order, batch_size, drop_remainder=True)
+    return _batches(split, order, batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def _batches(split: Split, order: tf.Tensor, batch_size: int,
@@ -246,5 +260,48 @@ def _batches(split: Split, order: tf.Tensor, batch_size: int,
 
     return (tf.data.Dataset.from_tensor_slices(order)
             .batch(batch_size, drop_remainder=drop_remainder)
-            .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def augment(images: tf.Tensor, labels: tf.Tensor, mode: str,
+            seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch of [0,1] float32 images (B, 32, 32, 3), each randomly altered by `mode`.
+
+    "none" returns the batch as it is; "flip" mirrors each image left-right
+    with probability 1/2; "flip_crop" then also cuts a 32x32 window at a
+    random offset out of the image zero-padded by CROP_PADDING pixels, i.e.
+    shifts it by up to CROP_PADDING pixels each way. The random ops are
+    stateless, fed from `seed` (shape [2], int64), so the same seed gives the
+    same batch on a rerun, a resumed run and every worker. The whole batch is
+    done in a few vectorised ops; shapes stay static and values stay in [0, 1].
+    """
+    _check_augmentation(mode)
+    if mode == "none":
+        return images, labels
+    flip_seed, crop_seed = tf.unstack(tf.random.split(seed))
+    images = _random_flip(images, flip_seed)
+    if mode == "flip_crop":
+        images = _random_crop(images, crop_seed)
+    return images, labels
+
+
+def _check_augmentation(mode: str) -> None:
+    if mode not in AUGMENTATIONS:
+        raise UserError(f"unknown --augment={mode}: use one of {', '.join(AUGMENTATIONS)}")
+
+
+def _random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+def _random_crop(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Each padded image's window, taken by gathering its rows, then its columns."""
+    height, width = images.shape[1:3]
+    padding = [[0, 0], [CROP_PADDING, CROP_PADDING], [CROP_PADDING, CROP_PADDING], [0, 0]]
+    offsets = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed, minval=0,
+                                          maxval=2 * CROP_PADDING + 1, dtype=tf.int32)
+    rows = offsets[:, :1] + tf.range(height)  # (B, height): row indices into the padded image.
+    columns = offsets[:, 1:] + tf.range(width)
+    images = tf.gather(tf.pad(images, padding), rows, axis=1, batch_dims=1)
+    return tf.gather(images, columns, axis=2, batch_dims=1)

@@ -1,9 +1,23 @@
-"""The one exception type that users, not programmers, cause."""
+"""The exceptions that users, not programmers, cause."""
 
 
 class UserError(Exception):
     """An expected failure caused by the user's input: flags, files, data.
 
     `train.py` prints it as a single `error: ...` line, with no traceback, and
-    exits non-zero. The message names the problem and what to do about it.
+    exits 1. The message names the problem and what to do about it.
     """
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint; exits with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def first_line(error: Exception) -> str:
+    """An exception's message cut to its first line, to fit a one-line report."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

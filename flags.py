@@ -64,12 +64,41 @@ flags.DEFINE_string(
     "profile_steps", _DEFAULTS.profile_steps,
     "START,END: profile training steps START to END (counted from 1) into the "
     "run's TensorBoard profile tab, e.g. 50,60.")
+flags.DEFINE_integer(
+    "checkpoint_every_n_steps", _DEFAULTS.checkpoint_every_n_steps,
+    "Save a checkpoint every this many steps, besides each epoch's end (0: only "
+    "at epoch ends). Rerunning a stopped run resumes from its latest checkpoint.")
+flags.DEFINE_integer(
+    "keep_checkpoints", _DEFAULTS.keep_checkpoints, "How many recent checkpoints to keep.")
+flags.DEFINE_bool(
+    "deterministic", _DEFAULTS.deterministic,
+    "Make TensorFlow's ops deterministic, so two runs with the same --seed give "
+    "bit-identical weights (slower on GPU).")
+flags.DEFINE_bool(
+    "stop_on_nonfinite", _DEFAULTS.stop_on_nonfinite,
+    "Stop with an error when the training loss becomes NaN or infinite, keeping "
+    "the last good checkpoint.")
+flags.DEFINE_bool(
+    "force", _DEFAULTS.force,
+    "Resume even though flags that change the model or schedule differ from the "
+    "run's saved flags.txt.")
+flags.DEFINE_enum(
+    "mode", _DEFAULTS.mode, ("train", "eval"),
+    "train: train (or resume) the run; eval: evaluate the run's latest "
+    "checkpoint (or --checkpoint) on the test set.")
+flags.DEFINE_string(
+    "checkpoint", _DEFAULTS.checkpoint,
+    "With --mode=eval: the checkpoint to evaluate, e.g. runs/NAME/checkpoints/ckpt-781 "
+    "(default: the run's latest).")
 
 _AT_LEAST_ONE = ("epochs", "batch_size", "log_every_n_steps", "num_cpu_devices",
-                 "steps_per_loop")
+                 "steps_per_loop", "keep_checkpoints")
 for _name in _AT_LEAST_ONE:
     flags.register_validator(
         _name, lambda value: value >= 1, message=f"--{_name} must be at least 1")
+flags.register_validator(
+    "checkpoint_every_n_steps", lambda value: value >= 0,
+    message="--checkpoint_every_n_steps must be 0 (epoch ends only) or more")
 flags.register_validator(
     "learning_rate", lambda value: value > 0, message="--learning_rate must be > 0")
 flags.register_validator(
@@ -88,6 +117,19 @@ def _valid_profile_steps(value: str) -> bool:
 flags.register_validator(
     "profile_steps", _valid_profile_steps,
     message="--profile_steps must be START,END with 1 <= START <= END, e.g. 50,60")
+
+
+@flags.multi_flags_validator(
+    ["mode", "run_name"],
+    message="--mode=eval needs --run_name: the run folder to evaluate")
+def _eval_names_a_run(values) -> bool:
+    return values["mode"] != "eval" or bool(values["run_name"])
+
+
+@flags.multi_flags_validator(
+    ["mode", "checkpoint"], message="--checkpoint is only for --mode=eval")
+def _checkpoint_only_for_eval(values) -> bool:
+    return values["mode"] == "eval" or not values["checkpoint"]
 
 
 def to_config(flag_values=FLAGS) -> Config:

@@ -46,6 +46,29 @@ def compare(histories: dict):
     return figure
 
 
+def mean_curves(curves: dict):
+    """Validation accuracy per epoch of several recipes, {name: one list per seed}.
+
+    Each recipe's line is the mean over its seeds; the shading spans the
+    lowest to the highest seed, so overlapping bands mean no clear winner.
+    """
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for index, (name, runs) in enumerate(curves.items()):
+        runs = np.asarray(runs, dtype=float)
+        epochs = np.arange(1, runs.shape[1] + 1)
+        color = f"C{index % 10}"
+        axes.plot(epochs, runs.mean(axis=0), color=color, marker="o",
+                  label=f"{name} ({len(runs)} seeds)")
+        axes.fill_between(epochs, runs.min(axis=0), runs.max(axis=0), color=color, alpha=0.2)
+    axes.set_xlabel("Epoch")
+    axes.set_ylabel("Validation accuracy")
+    axes.set_ylim(0, 1)
+    axes.set_title("Mean over seeds (shaded: lowest to highest)")
+    axes.legend(loc="lower right")
+    axes.grid(alpha=0.3)
+    return figure
+
+
 def sample_prediction(image, actual: str, predicted: str):
     """One test image titled `Actual: <class> | Predicted: <class>`."""
     figure, axes = plt.subplots(figsize=(3, 3.3))
@@ -56,17 +79,25 @@ def sample_prediction(image, actual: str, predicted: str):
 
 
 def prediction_grid(images, actual: list, predicted: list):
-    """Test images captioned `predicted (true)`; wrong ones in red."""
+    """Test images captioned with their prediction; wrong ones in red, with the truth.
+
+    One mosaic in one axes: drawing 25 subplots costs several times more.
+    """
     columns = int(np.ceil(np.sqrt(len(images))))
     rows = int(np.ceil(len(images) / columns))
-    figure, grid = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows))
-    for axes in grid.flat:
-        axes.axis("off")
-    for axes, image, truth, guess in zip(grid.flat, images, actual, predicted):
-        axes.imshow(image)
+    height, width = images.shape[1:3]
+    cell_height, cell_width = height + 14, width + 4  # Room below each image for its caption.
+    mosaic = np.full((rows * cell_height, columns * cell_width, 3), 255, np.uint8)
+    figure, axes = plt.subplots(figsize=(1.5 * columns, 1.6 * rows))
+    for index, (image, truth, guess) in enumerate(zip(images, actual, predicted)):
+        top, left = (index // columns) * cell_height, (index % columns) * cell_width + 2
+        mosaic[top:top + height, left:left + width] = image
         wrong = truth != guess
-        axes.set_title(f"{guess}\n(true: {truth})" if wrong else guess, fontsize=8,
-                       color=WRONG if wrong else RIGHT)
+        axes.text(left + width / 2, top + height + 1, f"{guess}\n(true: {truth})" if wrong
+                  else guess, ha="center", va="top", fontsize=7,
+                  color=WRONG if wrong else RIGHT)
+    axes.imshow(mosaic)
+    axes.axis("off")
     return figure
 
 

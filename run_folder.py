@@ -17,18 +17,16 @@ SAMPLE_PLOT = "sample_prediction.png"
 PREDICTIONS_PLOT = "predictions.png"
 CONFUSION_PLOT = "confusion_matrix.png"
 MODEL = "model.keras"
+SAVED_MODEL = "saved_model"
+EVAL_RESULTS = "eval.json"
 CHECKPOINTS = "checkpoints"
 TRAIN_LOGS = "train"
 VALIDATION_LOGS = "validation"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
-def create(workdir: str) -> None:
-    """Makes a new, writable run folder, refusing to overwrite an earlier run."""
-    if os.path.exists(os.path.join(workdir, HISTORY)) or os.path.exists(
-            os.path.join(workdir, CHECKPOINTS)):
-        raise UserError(f"{workdir} already holds a run: choose another --run_name "
-                        f"or --model_dir")
+def prepare(workdir: str) -> None:
+    """Makes the run folder if needed and checks that it can be written."""
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, ".write-test")
@@ -40,6 +38,13 @@ def create(workdir: str) -> None:
                         f"pass a writable --model_dir") from None
 
 
+def refuse_stale(workdir: str) -> None:
+    """Refuses a run folder with results but no checkpoint to resume from."""
+    if os.path.exists(os.path.join(workdir, HISTORY)):
+        raise UserError(f"{workdir} holds a history.json but no checkpoint to resume "
+                        f"from: choose another --run_name or --model_dir")
+
+
 def write_text(path: str, text: str) -> None:
     partial = path + ".tmp"
     with open(partial, "w") as file:
@@ -47,12 +52,32 @@ def write_text(path: str, text: str) -> None:
     os.replace(partial, path)
 
 
+def write_json(path: str, content: dict) -> None:
+    write_text(path, json.dumps(content, indent=2) + "\n")
+
+
 def write_history(workdir: str, history: dict) -> None:
-    write_text(os.path.join(workdir, HISTORY), json.dumps(history, indent=2) + "\n")
+    write_json(os.path.join(workdir, HISTORY), history)
 
 
-def read_history(workdir: str) -> dict:
+def read_text(path: str) -> str:
+    try:
+        with open(path) as file:
+            return file.read()
+    except OSError as error:
+        raise UserError(f"cannot read {path} ({error.strerror}): the run folder is "
+                        f"incomplete; choose another --run_name") from None
+
+
+def read_history(workdir: str, epochs: int | None = None) -> dict:
+    """The run's history, cut to its first `epochs` epochs when given.
+
+    A run that resumes from a checkpoint older than its history (it crashed
+    between writing the two) redoes the epochs after the checkpoint.
+    """
     path = os.path.join(workdir, HISTORY)
+    if epochs == 0 and not os.path.exists(path):
+        return {key: [] for key in HISTORY_KEYS}
     try:
         with open(path) as file:
             history = json.load(file)
@@ -65,4 +90,7 @@ def read_history(workdir: str) -> dict:
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: it is not a history "
                         f"written by train.py")
-    return history
+    if epochs is not None and any(len(history[key]) < epochs for key in HISTORY_KEYS):
+        raise UserError(f"{path} holds fewer epochs than the checkpoint ({epochs}): it "
+                        f"was edited or damaged; choose another --run_name")
+    return {key: history[key][:epochs] for key in HISTORY_KEYS}

@@ -19,7 +19,7 @@ from absl import logging  # noqa: E402
 import distribute  # noqa: E402
 import flags  # noqa: E402
 import trainer  # noqa: E402
-from errors import UserError  # noqa: E402
+from errors import Interrupted, UserError  # noqa: E402
 
 
 def main(argv):
@@ -29,10 +29,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs checkpoint saves as INFO.
     try:
         distribute.configure_devices(config.num_cpu_devices, config.gpus)
-        trainer.train_and_evaluate(config, os.path.join(config.model_dir, config.run_name))
+        run = trainer.evaluate_checkpoint if config.mode == "eval" else trainer.train_and_evaluate
+        run(config, os.path.join(config.model_dir, config.run_name))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(stop.exit_code)
 
 
 if __name__ == "__main__":

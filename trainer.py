@@ -16,9 +16,11 @@ import metrics
 import model as model_lib
 import plots
 import run_folder
+from checkpoints import Checkpoints
 from config import Config
-from errors import UserError
+from errors import Interrupted, UserError
 from progress import EpochProgress
+from stopping import StopRequests
 from summaries import Summaries
 
 GRID_IMAGES = 25  # The first test images, shown with their predictions each epoch.
@@ -41,7 +43,18 @@ class Trainer:
             self.train_totals = metrics.Totals()
             self.eval_totals = metrics.Totals()
             self.confusion = metrics.ConfusionMatrix(data.NUM_CLASSES)
-            self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+            # Where training stands, saved with the weights so that a resumed
+            # run continues exactly: (epochs completed, steps into the next),
+            # and that epoch's training sums so far and at its last log step.
+            self.position = tf.Variable([0, 0], dtype=tf.int64, trainable=False)
+            self.carried_sums = tf.Variable(tf.zeros([2, 3], tf.float64), trainable=False)
+            self.first_nonfinite_step = tf.Variable(
+                -1, dtype=tf.int64, trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.checkpoint = tf.train.Checkpoint(
+                model=self.model, optimizer=self.optimizer, position=self.position,
+                carried_sums=self.carried_sums)
 
     def distribute(self, dataset: tf.data.Dataset):
         """Splits each global batch over the replicas (and workers: by data)."""
@@ -57,9 +70,17 @@ class Trainer:
             per_example_loss = keras.losses.categorical_crossentropy(labels, probabilities)
             loss = tf.nn.compute_average_loss(
                 per_example_loss, global_batch_size=self.global_batch_size)
+        self._note_nonfinite(per_example_loss)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         self.train_totals.update(per_example_loss, labels, probabilities)
+
+    def _note_nonfinite(self, per_example_loss):
+        """Remembers the first step whose loss was NaN or infinite."""
+        nonfinite = tf.logical_not(tf.reduce_all(tf.math.is_finite(per_example_loss)))
+        first = self.first_nonfinite_step
+        self.first_nonfinite_step.assign(tf.where(
+            nonfinite & (first < 0), self.optimizer.iterations + 1, first))
 
     @tf.function
     def train_steps(self, iterator, num_steps: tf.Tensor) -> None:
@@ -121,11 +142,15 @@ def train_and_evaluate(config: Config, workdir: str, *,
                        cifar: data.Cifar10 | None = None) -> dict:
     """Trains, evaluates after every epoch and fills the run folder `workdir`.
 
-    `strategy` and `cifar` default to those the config names; tests pass their
-    own. Returns the history, the test results and the weights' fingerprint.
-    Every worker runs this; only the chief writes into `workdir`, the others
-    write into a temporary folder that is removed at the end.
+    A run folder that holds checkpoints is resumed from the latest one; a
+    finished one is only evaluated. `strategy` and `cifar` default to those
+    the config names; tests pass their own. Returns the history, the test
+    results and the weights' fingerprint. Every worker runs this; only the
+    chief writes into `workdir`, the others write into a temporary folder
+    that is removed at the end.
     """
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy = strategy or distribute.make_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -135,96 +160,242 @@ def train_and_evaluate(config: Config, workdir: str, *,
     write_dir = workdir if chief else tempfile.mkdtemp(prefix="cifar10-worker-")
     try:
         cifar = cifar or data.load_cifar10(config.data_dir)
-        run_folder.create(write_dir)
-        return _run(config, write_dir, strategy, chief, cifar)
+        run_folder.prepare(write_dir)
+        return _TrainingRun(config, workdir, write_dir, strategy, chief, cifar).run()
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _run(config: Config, workdir: str, strategy, chief: bool, cifar: data.Cifar10) -> dict:
-    steps_per_epoch = len(cifar.train) // config.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"--batch_size={config.batch_size} is larger than the "
-                        f"{len(cifar.train)} training images: pick a smaller one")
-    keras.utils.set_random_seed(config.seed)
+def evaluate_checkpoint(config: Config, workdir: str, *,
+                        strategy: tf.distribute.Strategy | None = None,
+                        cifar: data.Cifar10 | None = None) -> dict:
+    """--mode=eval: the test results of `config.checkpoint` or the run's latest.
+
+    Prints them and writes them to `<workdir>/eval.json`.
+    """
+    strategy = strategy or distribute.make_strategy(config.strategy)
+    cifar = cifar or data.load_cifar10(config.data_dir)
     trainer = Trainer(strategy, config)
-    if chief:
-        trainer.model.summary()
-    run_folder.write_text(os.path.join(workdir, run_folder.FLAGFILE), config.to_flagfile())
-    summaries = Summaries(workdir)
-    summaries.hparams(config)
-    summaries.graph(trainer.model, cifar.test.images[:1].astype(np.float32) / 255.0)
-    manager = tf.train.CheckpointManager(
-        trainer.checkpoint, os.path.join(workdir, run_folder.CHECKPOINTS), max_to_keep=3)
-    history = {key: [] for key in run_folder.HISTORY_KEYS}
-    for epoch in range(1, config.epochs + 1):
+    checkpoints = Checkpoints(trainer.checkpoint, _checkpoint_dir(workdir),
+                              _checkpoint_dir(workdir), config.keep_checkpoints)
+    path = config.checkpoint or checkpoints.restore_latest()
+    if path is None:
+        raise UserError(f"{_checkpoint_dir(workdir)} holds no checkpoint: train the run "
+                        f"first, or pass --checkpoint")
+    if config.checkpoint:
+        try:
+            checkpoints.restore(path)
+        except (tf.errors.OpError, IndexError) as error:
+            raise UserError(f"cannot read checkpoint {path} ({type(error).__name__}): pass "
+                            f"a path like runs/NAME/checkpoints/ckpt-781 (no file "
+                            f"extension)") from None
+    test = trainer.evaluate(cifar.test)
+    results = {"checkpoint": path, "test_loss": test.loss, "test_accuracy": test.accuracy,
+               "test_count": test.count}
+    run_folder.write_json(os.path.join(workdir, run_folder.EVAL_RESULTS), results)
+    print(f"Checkpoint {path}")
+    _print_test_results(test)
+    return results
+
+
+def _checkpoint_dir(workdir: str) -> str:
+    return os.path.join(workdir, run_folder.CHECKPOINTS)
+
+
+class _TrainingRun:
+    """One call of train_and_evaluate: the state its epochs and steps share."""
+
+    def __init__(self, config: Config, workdir: str, write_dir: str, strategy, chief: bool,
+                 cifar: data.Cifar10):
+        self.steps_per_epoch = len(cifar.train) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise UserError(f"--batch_size={config.batch_size} is larger than the "
+                            f"{len(cifar.train)} training images: pick a smaller one")
+        self.config, self.workdir, self.write_dir = config, workdir, write_dir
+        self.chief, self.cifar = chief, cifar
+        keras.utils.set_random_seed(config.seed)
+        self.trainer = Trainer(strategy, config)
+        # Every worker resumes from the chief's checkpoints (a shared folder
+        # on several machines); each saves into its own write_dir.
+        self.checkpoints = Checkpoints(self.trainer.checkpoint, _checkpoint_dir(workdir),
+                                       _checkpoint_dir(write_dir), config.keep_checkpoints)
+        self.summaries = Summaries(write_dir)
+        self.history = {key: [] for key in run_folder.HISTORY_KEYS}
+
+    def run(self) -> dict:
+        completed, steps_done = self._resume_or_start()
+        if completed >= self.config.epochs:
+            print(f"{self.workdir} has finished its {completed} epochs: evaluating it.")
+            return self._report(self.trainer.evaluate(self.cifar.test))
+        with StopRequests() as stops:
+            for epoch in range(completed + 1, self.config.epochs + 1):
+                test = self._epoch(epoch, steps_done, stops)
+                steps_done = 0
+                if stops.signal:
+                    self._stop(stops, epoch * self.steps_per_epoch)
+        self.summaries.test_results(self.config.epochs, test)
+        self.summaries.flush()
+        self._save_model_and_figures()
+        return self._report(test)
+
+    def _resume_or_start(self) -> tuple[int, int]:
+        """(epochs completed, steps into the next): from the latest checkpoint, if any."""
+        flagfile = os.path.join(self.workdir, run_folder.FLAGFILE)
+        path = self.checkpoints.restore_latest()
+        if path is None:
+            run_folder.refuse_stale(self.workdir)
+        else:
+            changed = self.config.changes_from(run_folder.read_text(flagfile))
+            if changed and not self.config.force:
+                raise UserError(f"{self.workdir} was started with other settings: "
+                                f"{', '.join(changed)}; rerun with its flags (--flagfile="
+                                f"{flagfile}), another --run_name, or --force")
+            completed, steps_done = (int(n) for n in self.trainer.position.numpy())
+            self.history = run_folder.read_history(self.workdir, epochs=completed)
+            print(f"Resuming {path}: epoch {completed + 1}, after step {steps_done} of "
+                  f"{self.steps_per_epoch}")
+        if self.chief and path is None:
+            self.trainer.model.summary()
+        run_folder.write_text(os.path.join(self.write_dir, run_folder.FLAGFILE),
+                              self.config.to_flagfile())
+        self.summaries.hparams(self.config)
+        self.summaries.graph(self.trainer.model,
+                             self.cifar.test.images[:1].astype(np.float32) / 255.0)
+        position = self.trainer.position.numpy()
+        return int(position[0]), int(position[1])
+
+    def _epoch(self, epoch: int, steps_done: int, stops: StopRequests) -> metrics.Averages:
+        """Trains (the rest of) an epoch, evaluates, logs and checkpoints it."""
         start = time.perf_counter()
-        progress = EpochProgress(epoch, config.epochs, steps_per_epoch,
-                                 config.batch_size, enabled=chief)
-        train = _train_epoch(trainer, cifar.train, config, epoch, steps_per_epoch,
-                             summaries, progress)
-        test = trainer.evaluate(cifar.test)
+        progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
+                                 self.config.batch_size, enabled=self.chief)
+        train = self._train(epoch, steps_done, stops, progress)
+        test = self.trainer.evaluate(self.cifar.test)
         seconds = time.perf_counter() - start
         summary = {"loss": train.loss, "accuracy": train.accuracy, "val_loss": test.loss,
                    "val_accuracy": test.accuracy, "seconds": seconds}
         for key, value in summary.items():
-            history[key].append(value)
-        summaries.epoch(epoch, train, test, seconds)
-        _write_epoch_figures(trainer, cifar, summaries, epoch, config.histograms)
-        summaries.flush()
-        run_folder.write_history(workdir, history)
-        manager.save(checkpoint_number=epoch)
+            self.history[key].append(value)
+        self.summaries.epoch(epoch, train, test, seconds)
+        _write_epoch_figures(self.trainer, self.cifar, self.summaries, epoch,
+                             self.config.histograms)
+        self.summaries.flush()
+        # History first: after a crash in between, resuming redoes this epoch
+        # and truncates the history to the checkpoint's epochs.
+        run_folder.write_history(self.write_dir, self.history)
+        self._save(epoch, 0, np.zeros([2, 3]))
         progress.finish(summary)
-    summaries.test_results(config.epochs, test)
-    summaries.flush()
-    return _finish(trainer, cifar, workdir, history, test, chief)
+        return test
+
+    def _train(self, epoch: int, steps_done: int, stops: StopRequests,
+               progress: EpochProgress) -> metrics.Averages:
+        """Trains an epoch from step `steps_done` in calls of up to --steps_per_loop steps.
+
+        A call also ends at log, checkpoint and profile steps. Only there, at
+        a stop request and at the epoch's end are the totals read: under
+        multi-worker a read is a collective op, so every worker must read at
+        the same steps.
+        """
+        config, trainer = self.config, self.trainer
+        trainer.train_totals.reset()
+        carried, logged = trainer.carried_sums.numpy() if steps_done else np.zeros([2, 3])
+        iterator = iter(trainer.distribute(data.train_dataset(
+            self.cifar.train, config.batch_size, config.seed, epoch, skip_batches=steps_done)))
+        first_step = (epoch - 1) * self.steps_per_epoch
+        running, logged_at, step = metrics.averages(*carried), time.perf_counter(), steps_done
+        while step < self.steps_per_epoch:
+            _toggle_profiler(self.summaries, config.profile_range(), first_step + step)
+            num_steps = min(config.steps_per_loop, self.steps_per_epoch - step,
+                            _steps_to_next_stop(first_step + step, config))
+            trainer.train_steps(iterator, tf.constant(num_steps))
+            step += num_steps
+            global_step = first_step + step
+            at_log_step = global_step % config.log_every_n_steps == 0
+            mid_epoch = step < self.steps_per_epoch
+            at_checkpoint = mid_epoch and config.checkpoint_every_n_steps and (
+                global_step % config.checkpoint_every_n_steps == 0)
+            stopping = mid_epoch and stops.signal is not None
+            if at_log_step or at_checkpoint or stopping or not mid_epoch:
+                sums = np.array(trainer.train_totals.sums()) + carried
+                self._check_finite(sums, epoch)
+                if at_log_step:
+                    now = time.perf_counter()
+                    window = metrics.averages(*(sums - logged))
+                    self.summaries.step(global_step, window, trainer.learning_rate(),
+                                        window.count / (now - logged_at))
+                    logged, logged_at = sums, now
+                running = metrics.averages(*sums)
+                if at_checkpoint or stopping:
+                    self._save(epoch - 1, step, np.stack([sums, logged]))
+                if stopping:
+                    self._stop(stops, global_step)
+            if progress.due():
+                progress.show(step, running)
+        _toggle_profiler(self.summaries, config.profile_range(), first_step + step)
+        return running
+
+    def _check_finite(self, sums: np.ndarray, epoch: int) -> None:
+        if not self.config.stop_on_nonfinite or np.isfinite(sums[0]):
+            return
+        step = int(self.trainer.first_nonfinite_step.numpy())
+        raise UserError(
+            f"the training loss became {sums[0]} at step {step} (epoch {epoch}): training "
+            f"stopped, keeping the last good checkpoint, {self.checkpoints.latest()}; lower "
+            f"--learning_rate, or pass --nostop_on_nonfinite to carry on regardless")
+
+    def _save(self, completed_epochs: int, steps_done: int, sums: np.ndarray) -> str:
+        """Checkpoints the weights with where training stands."""
+        self.trainer.position.assign([completed_epochs, steps_done])
+        self.trainer.carried_sums.assign(sums)
+        return self.checkpoints.save(completed_epochs * self.steps_per_epoch + steps_done)
+
+    def _stop(self, stops: StopRequests, global_step: int) -> None:
+        self.summaries.flush()
+        raise Interrupted(
+            f"Stopped by {stops.signal.name} after step {global_step}; saved "
+            f"{self.checkpoints.latest()}. Resume with: python train.py "
+            f"--flagfile={os.path.join(self.workdir, run_folder.FLAGFILE)}", stops.exit_code)
+
+    def _save_model_and_figures(self) -> None:
+        """The trained model as .keras and SavedModel, and the run's figures."""
+        trainer, cifar, workdir = self.trainer, self.cifar, self.write_dir
+        trainer.model.save(os.path.join(workdir, run_folder.MODEL))
+        trainer.model.export(os.path.join(workdir, run_folder.SAVED_MODEL), verbose=False)
+        names = cifar.class_names
+        sample_prediction = trainer.predict_classes(cifar.test.images[:1])[0]
+        figures = {
+            run_folder.ACCURACY_PLOT: plots.curves(self.history, "accuracy"),
+            run_folder.LOSS_PLOT: plots.curves(self.history, "loss"),
+            run_folder.CONFUSION_PLOT: plots.confusion_matrix(trainer.confusion.result(), names),
+            run_folder.PREDICTIONS_PLOT: _prediction_grid(trainer, cifar),
+            run_folder.SAMPLE_PLOT: plots.sample_prediction(
+                cifar.test.images[0], names[cifar.test.labels[0]], names[sample_prediction]),
+        }
+        for name, figure in figures.items():
+            plots.save(figure, os.path.join(workdir, name))
+
+    def _report(self, test: metrics.Averages) -> dict:
+        fingerprint = self.trainer.weights_fingerprint()
+        if self.chief:
+            _print_test_results(test)
+            print(f"Run folder: {self.workdir}")
+        print(f"Weights fingerprint: {fingerprint}")
+        return {"history": self.history, "test_loss": test.loss,
+                "test_accuracy": test.accuracy, "test_count": test.count,
+                "weights_fingerprint": fingerprint}
 
 
-def _train_epoch(trainer: Trainer, split: data.Split, config: Config, epoch: int,
-                 steps_per_epoch: int, summaries: Summaries,
-                 progress: EpochProgress) -> metrics.Averages:
-    """Trains one epoch in calls of up to --steps_per_loop steps.
-
-    A call also ends at each multiple of --log_every_n_steps, where the loss
-    and accuracy of the steps since the last one are logged, and where a
-    profile starts or ends. Only there and at the epoch's end are the totals
-    read: under multi-worker a read is a collective op, so every worker must
-    read at the same steps.
-    """
-    trainer.train_totals.reset()
-    iterator = iter(trainer.distribute(
-        data.train_dataset(split, config.batch_size, config.seed, epoch)))
-    first_step = (epoch - 1) * steps_per_epoch
-    logged, logged_at = (0.0, 0.0, 0), time.perf_counter()
-    running = None
-    step = 0
-    while step < steps_per_epoch:
-        _toggle_profiler(summaries, config.profile_range(), first_step + step)
-        num_steps = min(config.steps_per_loop, steps_per_epoch - step,
-                        _steps_to_next_stop(first_step + step, config))
-        trainer.train_steps(iterator, tf.constant(num_steps))
-        step += num_steps
-        at_log_step = (first_step + step) % config.log_every_n_steps == 0
-        if at_log_step or step == steps_per_epoch:
-            sums = trainer.train_totals.sums()
-            if at_log_step:
-                now = time.perf_counter()
-                window = metrics.averages(*(new - old for new, old in zip(sums, logged)))
-                summaries.step(first_step + step, window,
-                               trainer.learning_rate(),
-                               window.count / (now - logged_at))
-                logged, logged_at = sums, now
-            running = metrics.averages(*sums)
-        if progress.due():
-            progress.show(step, running)
-    _toggle_profiler(summaries, config.profile_range(), first_step + step)
-    return running
+def _print_test_results(test: metrics.Averages) -> None:
+    print(f"Test accuracy: {test.accuracy:.4f} (loss {test.loss:.4f}, {test.count} images)")
 
 
 def _steps_to_next_stop(global_step: int, config: Config) -> int:
-    """Steps from `global_step` to the next log step or profile boundary."""
+    """Steps from `global_step` to the next log, checkpoint or profile step."""
     steps = config.log_every_n_steps - global_step % config.log_every_n_steps
+    every = config.checkpoint_every_n_steps
+    if every:
+        steps = min(steps, every - global_step % every)
     profile = config.profile_range()
     if profile:
         for boundary in (profile[0] - 1, profile[1]):
@@ -258,29 +429,3 @@ def _prediction_grid(trainer: Trainer, cifar: data.Cifar10):
     names = cifar.class_names
     return plots.prediction_grid(images, [names[i] for i in cifar.test.labels[:GRID_IMAGES]],
                                  [names[i] for i in predicted])
-
-
-def _finish(trainer: Trainer, cifar: data.Cifar10, workdir: str, history: dict,
-            test: metrics.Averages, chief: bool) -> dict:
-    """Saves the model and figures and reports the final test accuracy."""
-    trainer.model.save(os.path.join(workdir, run_folder.MODEL))
-    figures = {
-        run_folder.ACCURACY_PLOT: plots.curves(history, "accuracy"),
-        run_folder.LOSS_PLOT: plots.curves(history, "loss"),
-        run_folder.CONFUSION_PLOT: plots.confusion_matrix(trainer.confusion.result(),
-                                                          cifar.class_names),
-        run_folder.PREDICTIONS_PLOT: _prediction_grid(trainer, cifar),
-        run_folder.SAMPLE_PLOT: plots.sample_prediction(
-            cifar.test.images[0], cifar.class_names[cifar.test.labels[0]],
-            cifar.class_names[trainer.predict_classes(cifar.test.images[:1])[0]]),
-    }
-    for name, figure in figures.items():
-        plots.save(figure, os.path.join(workdir, name))
-    fingerprint = trainer.weights_fingerprint()
-    if chief:
-        print(f"Test accuracy: {test.accuracy:.4f} (loss {test.loss:.4f}, "
-              f"{test.count} images)")
-        print(f"Run folder: {workdir}")
-    print(f"Weights fingerprint: {fingerprint}")
-    return {"history": history, "test_loss": test.loss, "test_accuracy": test.accuracy,
-            "test_count": test.count, "weights_fingerprint": fingerprint}

@@ -10,8 +10,7 @@ import tarfile
 
 import numpy as np
 
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck")
+from data import CLASS_NAMES
 FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 

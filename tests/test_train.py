@@ -59,7 +59,9 @@ def test_the_run_folder_holds_every_file(finished_run):
     for png in (run_folder.ACCURACY_PLOT, run_folder.SAMPLE_PLOT):
         with open(os.path.join(workdir, png), "rb") as file:
             assert file.read(8) == PNG_SIGNATURE
-    assert tf.train.latest_checkpoint(os.path.join(workdir, run_folder.CHECKPOINTS)).endswith("-2")
+    # Checkpoints are numbered by step: 2 epochs of 120 // 16 = 7 steps.
+    assert tf.train.latest_checkpoint(os.path.join(workdir, run_folder.CHECKPOINTS)).endswith("-14")
+    assert os.path.isfile(os.path.join(workdir, run_folder.SAVED_MODEL, "saved_model.pb"))
     assert sorted(p for p in os.listdir(workdir) if p.endswith(".tmp")) == []
 
 
@@ -89,12 +91,14 @@ def test_tensorboard_holds_step_and_epoch_scalars(finished_run):
     assert [step for step, _ in validation["epoch_loss"]] == [1, 2]
 
 
-def test_a_finished_run_is_not_overwritten(finished_run):
-    config, workdir, _ = finished_run
+def test_a_finished_run_is_evaluated_not_trained_again(finished_run, capsys):
+    config, workdir, results = finished_run
     with open(os.path.join(workdir, run_folder.HISTORY)) as file:
         before = file.read()
-    with pytest.raises(UserError, match="already holds a run: choose another --run_name"):
-        trainer.train_and_evaluate(config, workdir, strategy=one_device())
+    again = trainer.train_and_evaluate(config, workdir, strategy=one_device())
+    assert "has finished its 2 epochs: evaluating it" in capsys.readouterr().out
+    assert again["weights_fingerprint"] == results["weights_fingerprint"]
+    assert again["test_accuracy"] == results["test_accuracy"]
     with open(os.path.join(workdir, run_folder.HISTORY)) as file:
         assert file.read() == before
 

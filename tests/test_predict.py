@@ -1,0 +1,115 @@
+"""scripts/predict.py, run as a subprocess: each run costs seconds of TensorFlow
+import, so one run classifies all the images."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import model
+from data import CLASS_NAMES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# name: (height, width, channels); only big.jpg needs resizing.
+IMAGES = {"rgb.png": (32, 32, 3), "big.jpg": (48, 64, 3), "gray.png": (32, 32, 1)}
+
+
+def run_predict(*args):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "predict.py"), *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A folder with an untrained model, saved both ways, and IMAGES; and the
+    model's own probabilities for each image."""
+    folder = tmp_path_factory.mktemp("predict")
+    keras.utils.set_random_seed(0)
+    network = model.simple_cnn()
+    network.save(str(folder / "model.keras"))
+    network.export(str(folder / "saved_model"), verbose=False)
+    rng = np.random.default_rng(0)
+    expected = {}
+    for name, shape in IMAGES.items():
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        encode = tf.io.encode_png if name.endswith(".png") else tf.io.encode_jpeg
+        tf.io.write_file(str(folder / name), encode(pixels))
+        expected[name] = network(expected_input(folder / name)[None], training=False)[0].numpy()
+    return folder, expected
+
+
+def expected_input(path):
+    """The pixels the model should see: decoded again, as a JPEG is lossy."""
+    pixels = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+    image = tf.cast(pixels, tf.float32) / 255.0
+    if image.shape[:2] != (32, 32):
+        image = tf.image.resize(image, (32, 32), antialias=True)
+    return image
+
+
+def parse(line):
+    """`rgb.png: cat 0.8123, dog 0.1011, frog 0.0302` as ("rgb.png", {"cat": 0.8123, ...})."""
+    path, classes = line.split(": ")
+    pairs = [item.split(" ") for item in classes.split(", ")]
+    return path, [(name, float(probability)) for name, probability in pairs]
+
+
+@pytest.mark.parametrize("model_name", ["model.keras", "saved_model"])
+def test_predict_prints_the_models_top_3_classes(exported, model_name):
+    folder, expected = exported
+    paths = [str(folder / name) for name in IMAGES]
+    result = run_predict(f"--model={folder / model_name}", *paths)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"note: {folder / 'big.jpg'} is 64x48, resized to 32x32"]
+    lines = result.stdout.splitlines()
+    assert [parse(line)[0] for line in lines] == paths
+    for name, line in zip(IMAGES, lines):
+        top = parse(line)[1]
+        probabilities = [probability for _, probability in top]
+        assert len(top) == 3 and probabilities == sorted(probabilities, reverse=True), line
+        for class_name, probability in top:
+            assert probability == pytest.approx(
+                expected[name][CLASS_NAMES.index(class_name)], abs=1e-4), line
+        rest = [p for index, p in enumerate(expected[name])
+                if CLASS_NAMES[index] not in dict(top)]
+        assert min(probabilities) >= max(rest) - 1e-4, line
+
+
+def test_predict_names_a_missing_image(exported):
+    folder, _ = exported
+    missing = folder / "missing.png"
+    assert error_lines(f"--model={folder / 'model.keras'}", str(folder / "rgb.png"),
+                       str(missing)) == [
+        f"error: cannot read {missing} (No such file or directory): pass PNG or JPEG files"]
+
+
+def test_predict_names_a_file_that_is_not_an_image(exported):
+    folder, _ = exported
+    text = folder / "x.png"
+    text.write_text("not an image\n")
+    assert error_lines(f"--model={folder / 'model.keras'}", str(text)) == [
+        f"error: cannot decode {text}: it must be a PNG or JPEG image"]
+
+
+@pytest.mark.parametrize("model_name,reason", [("missing.keras", "No such file or directory"),
+                                               ("random.keras", "not a .keras file")])
+def test_predict_names_a_model_it_cannot_load(exported, model_name, reason):
+    folder, _ = exported
+    (folder / "random.keras").write_bytes(np.random.default_rng(1).bytes(1000))
+    path = folder / model_name
+    assert error_lines(f"--model={path}", str(folder / "rgb.png")) == [
+        f"error: cannot load the model {path} ({reason}): pass the model.keras file or the "
+        f"saved_model folder of a finished run"]
+
+
+def error_lines(*args):
+    result = run_predict(*args)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout == ""
+    return result.stderr.splitlines()

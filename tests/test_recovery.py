@@ -1,0 +1,136 @@
+"""Resuming, stopping and bad input around checkpoints, in-process."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import run_folder
+import trainer
+from config import Config
+from errors import UserError
+from tests import fake_cifar
+
+
+def one_device():
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """(config for a 2-epoch tiny run, its run folder)."""
+    fake_cifar.write_folder(str(tmp_path / "data"))
+    config = Config(epochs=2, batch_size=16, learning_rate=3e-3, data_dir=str(tmp_path / "data"),
+                    log_every_n_steps=3, checkpoint_every_n_steps=4, run_name="tiny")
+    return config, str(tmp_path / "runs" / "tiny")
+
+
+def train(config, workdir):
+    return trainer.train_and_evaluate(config, workdir, strategy=one_device())
+
+
+def checkpoint_files(workdir):
+    return sorted(os.listdir(os.path.join(workdir, run_folder.CHECKPOINTS)))
+
+
+def test_a_nonfinite_loss_stops_naming_the_step_and_keeps_good_checkpoints(tiny):
+    config, workdir = tiny
+    with pytest.raises(UserError, match=r"the training loss became nan at step (\d+) \(epoch 1\)"
+                                        r": training stopped, keeping the last good checkpoint"):
+        train(config.replace(learning_rate=1e38, checkpoint_every_n_steps=1), workdir)
+    for name in checkpoint_files(workdir):
+        if name.endswith(".index"):
+            reader = tf.train.load_checkpoint(os.path.join(
+                workdir, run_folder.CHECKPOINTS, name[:-len(".index")]))
+            for key in reader.get_variable_to_shape_map():
+                if key.startswith("model/"):
+                    assert np.isfinite(reader.get_tensor(key)).all(), (name, key)
+
+
+def test_the_nonfinite_check_can_be_turned_off(tiny):
+    config, workdir = tiny
+    results = train(config.replace(learning_rate=1e38, stop_on_nonfinite=False, epochs=1),
+                    workdir)
+    assert np.isnan(results["history"]["loss"][0])
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny, monkeypatch, capsys):
+    config, workdir = tiny
+    real_save = tf.train.CheckpointManager.save
+    calls = []
+
+    def failing_save(manager, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+        return real_save(manager, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", failing_save)
+    with pytest.raises(UserError, match=r"could not write a checkpoint in .* \(No space left on "
+                                        r"device\): the previous one, .*ckpt-4, is intact"):
+        train(config, workdir)
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    capsys.readouterr()
+    results = train(config, workdir)
+    assert "Resuming " in capsys.readouterr().out
+    assert len(results["history"]["loss"]) == 2
+
+
+def test_a_checkpoint_of_another_model_is_refused(tiny):
+    config, workdir = tiny
+    other = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=other),
+                               os.path.join(workdir, run_folder.CHECKPOINTS), 1).save()
+    with pytest.raises(UserError, match="does not fit this model .*use another --run_name"):
+        train(config, workdir)
+
+
+def test_changed_settings_are_refused_unless_forced(tiny, capsys):
+    config, workdir = tiny
+    train(config.replace(epochs=1), workdir)
+    with pytest.raises(UserError, match=r"was started with other settings: --epochs \(was 1, "
+                                        r"now 2\); rerun with its flags"):
+        train(config, workdir)
+    capsys.readouterr()
+    results = train(config.replace(force=True), workdir)
+    assert "epoch 2, after step 0 of 7" in capsys.readouterr().out
+    assert len(results["history"]["loss"]) == 2
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny, capsys):
+    config, workdir = tiny
+    first = train(config, workdir)
+    data_file = os.path.join(workdir, run_folder.CHECKPOINTS, "ckpt-14.data-00000-of-00001")
+    with open(data_file, "r+b") as file:
+        file.truncate(100)
+    capsys.readouterr()
+    again = train(config, workdir)
+    captured = capsys.readouterr()
+    assert "warning: checkpoint" in captured.err and "ckpt-14 is unreadable" in captured.err
+    assert "Resuming" in captured.out and "ckpt-12: epoch 2, after step 5 of 7" in captured.out
+    assert len(again["history"]["loss"]) == 2
+    np.testing.assert_allclose(again["history"]["val_loss"], first["history"]["val_loss"],
+                               rtol=1e-5)
+
+
+def test_eval_mode_evaluates_the_latest_or_a_chosen_checkpoint(tiny, capsys):
+    config, workdir = tiny
+    config = config.replace(keep_checkpoints=10)
+    finished = train(config, workdir)
+    latest = trainer.evaluate_checkpoint(config.replace(mode="eval"), workdir,
+                                         strategy=one_device())
+    assert latest["test_accuracy"] == finished["test_accuracy"]
+    assert latest["checkpoint"].endswith("ckpt-14")
+    with open(os.path.join(workdir, run_folder.EVAL_RESULTS)) as file:
+        assert json.load(file) == latest
+    chosen = os.path.join(workdir, run_folder.CHECKPOINTS, "ckpt-7")
+    earlier = trainer.evaluate_checkpoint(config.replace(mode="eval", checkpoint=chosen),
+                                          workdir, strategy=one_device())
+    assert earlier["test_accuracy"] == finished["history"]["val_accuracy"][0]
+    with pytest.raises(UserError, match="cannot read checkpoint .*ckpt-99"):
+        trainer.evaluate_checkpoint(config.replace(mode="eval", checkpoint=chosen[:-1] + "99"),
+                                    workdir, strategy=one_device())

@@ -1,0 +1,134 @@
+"""Real processes killed and resumed end exactly like an uninterrupted run."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import run_folder
+from tests import events, fake_cifar
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS_PER_EPOCH = 250  # 5 x 400 training images / batch 8.
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Not "seconds": wall time.
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A dataset big enough to kill a run mid-epoch, and an uninterrupted run on it."""
+    root = tmp_path_factory.mktemp("resume")
+    fake_cifar.write_folder(str(root / "data"), rows_per_file=400)
+    reference = finish(root, "reference")
+    return root, reference
+
+
+def command(root, name, *extra):
+    return [sys.executable, "train.py", "--deterministic", "--epochs=2", "--batch_size=8",
+            f"--data_dir={root / 'data'}", f"--model_dir={root / 'runs'}", f"--run_name={name}",
+            "--checkpoint_every_n_steps=25", "--log_every_n_steps=20", *extra]
+
+
+def finish(root, name, *extra):
+    """Runs (or resumes) a run to its end; returns (stdout, fingerprint, history)."""
+    result = subprocess.run(command(root, name, *extra), cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    fingerprint = re.search(r"^Weights fingerprint: (\w+)$", result.stdout, re.MULTILINE)[1]
+    with open(root / "runs" / name / run_folder.HISTORY) as file:
+        history = json.load(file)
+    return result.stdout, fingerprint, {key: history[key] for key in METRICS}
+
+
+def start_and_signal(root, name, checkpoint_step, signals, *extra):
+    """Starts a run, and once checkpoint `checkpoint_step` exists sends `signals`."""
+    process = subprocess.Popen(command(root, name, *extra), cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    index = root / "runs" / name / run_folder.CHECKPOINTS / f"ckpt-{checkpoint_step}.index"
+    deadline = time.monotonic() + 240
+    while not index.exists():
+        assert process.poll() is None, "the run ended before it could be stopped"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    for signum in signals:
+        process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, stdout, stderr
+
+
+def resumed_at(stdout):
+    match = re.search(r"^Resuming .*ckpt-\d+: epoch (\d+), after step (\d+) of", stdout,
+                      re.MULTILINE)
+    return int(match[1]), int(match[2])
+
+
+def test_two_deterministic_runs_are_bit_identical(setup):
+    root, (_, fingerprint, history) = setup
+    _, again_fingerprint, again_history = finish(root, "again")
+    assert again_fingerprint == fingerprint
+    assert again_history == history
+    for logs in (run_folder.TRAIN_LOGS, run_folder.VALIDATION_LOGS):
+        first = events.scalars(str(root / "runs" / "reference" / logs))
+        second = events.scalars(str(root / "runs" / "again" / logs))
+        for tag in ("loss", "accuracy", "epoch_loss", "epoch_accuracy"):
+            assert first.get(tag) == second.get(tag), (logs, tag)
+
+
+def test_killed_mid_epoch_and_resumed_ends_identical(setup):
+    root, (_, fingerprint, history) = setup
+    code, _, _ = start_and_signal(root, "killed", STEPS_PER_EPOCH + 50, [signal.SIGKILL])
+    assert code == -signal.SIGKILL
+    stdout, resumed_fingerprint, resumed_history = finish(root, "killed")
+    epoch, step = resumed_at(stdout)
+    # A kill while a checkpoint is written leaves the one before: still mid-epoch.
+    assert epoch == 2 and 25 <= step < STEPS_PER_EPOCH
+    assert resumed_fingerprint == fingerprint
+    assert resumed_history == history
+
+
+def test_killed_between_epochs_and_resumed_ends_identical(setup):
+    root, (_, fingerprint, history) = setup
+    # Checkpoints only at epoch ends: wherever the kill lands in epoch 2, the
+    # run resumes from the end of epoch 1.
+    code, _, _ = start_and_signal(root, "between", STEPS_PER_EPOCH, [signal.SIGKILL],
+                                  "--checkpoint_every_n_steps=0")
+    assert code == -signal.SIGKILL
+    stdout, resumed_fingerprint, resumed_history = finish(root, "between",
+                                                          "--checkpoint_every_n_steps=0")
+    assert resumed_at(stdout) == (2, 0)
+    assert resumed_fingerprint == fingerprint
+    assert resumed_history == history
+
+
+def test_sigterm_saves_says_how_to_resume_and_resumes_identical(setup):
+    root, (_, fingerprint, history) = setup
+    code, _, stderr = start_and_signal(root, "terminated", STEPS_PER_EPOCH + 25,
+                                       [signal.SIGTERM])
+    assert code == 143
+    message = re.fullmatch(r"Stopped by SIGTERM after step (\d+); saved (.*ckpt-(\d+))\. "
+                           r"Resume with: python train.py --flagfile=(.*)\n", stderr)
+    assert message and message[1] == message[3]
+    flagfile = message[4]
+    result = subprocess.run([sys.executable, "train.py", f"--flagfile={flagfile}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert resumed_at(result.stdout) == (2, int(message[1]) - STEPS_PER_EPOCH)
+    assert f"Weights fingerprint: {fingerprint}" in result.stdout
+    with open(root / "runs" / "terminated" / run_folder.HISTORY) as file:
+        resumed_history = json.load(file)
+    assert {key: resumed_history[key] for key in METRICS} == history
+
+
+def test_a_second_ctrl_c_exits_at_once_leaving_a_usable_checkpoint(setup):
+    root, (_, fingerprint, history) = setup
+    code, _, stderr = start_and_signal(root, "impatient", STEPS_PER_EPOCH + 25,
+                                       [signal.SIGINT, signal.SIGINT])
+    assert code == 130
+    assert "Second Ctrl-C: exiting now" in stderr or "Stopped by SIGINT" in stderr
+    _, resumed_fingerprint, resumed_history = finish(root, "impatient")
+    assert resumed_fingerprint == fingerprint
+    assert resumed_history == history
