@@ -6,7 +6,9 @@ import os
 DEFAULT_DATA_DIR = os.path.join("~", ".keras", "datasets")
 
 # Settings that change what a run computes: a resumed run must keep them.
-RESUME_SENSITIVE = ("epochs", "batch_size", "learning_rate", "seed")
+RESUME_SENSITIVE = ("epochs", "batch_size", "learning_rate", "seed", "model", "augment",
+                    "lr_schedule", "warmup_epochs", "weight_decay", "label_smoothing",
+                    "mixed_precision")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +23,12 @@ class Config:
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
+    model: str = "simple_cnn"
+    augment: str = "none"
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
     data_dir: str = DEFAULT_DATA_DIR
     model_dir: str = "runs"
     run_name: str = ""
@@ -38,6 +46,8 @@ class Config:
     force: bool = False
     mode: str = "train"
     checkpoint: str = ""
+    mixed_precision: str = "none"
+    jit_compile: bool = False
 
     def profile_range(self) -> tuple[int, int] | None:
         """--profile_steps=START,END as (START, END), or None when not profiling."""

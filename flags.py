@@ -10,6 +10,9 @@ import re
 
 from absl import flags
 
+import data
+import model
+import schedules
 from config import Config
 
 FLAGS = flags.FLAGS
@@ -25,6 +28,28 @@ flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam's learning ra
 flags.DEFINE_integer(
     "seed", _DEFAULTS.seed,
     "Seeds the weight initialisation and the per-epoch shuffle.")
+flags.DEFINE_enum(
+    "model", _DEFAULTS.model, tuple(model.MODELS),
+    "The network: simple_cnn is the Keras tutorial's (167,562 parameters); wide_cnn "
+    "adds batch normalisation, dropout and width (357,482).")
+flags.DEFINE_enum(
+    "augment", _DEFAULTS.augment, data.AUGMENTATIONS,
+    "Training-batch augmentation: none; flip (random horizontal flips); flip_crop "
+    "(flips and random 32x32 crops after 4-pixel padding). Never applied to evaluation.")
+flags.DEFINE_enum(
+    "lr_schedule", _DEFAULTS.lr_schedule, schedules.SCHEDULES,
+    "How the learning rate changes over the run: constant; cosine (decays to 0); "
+    "step (x0.1 at 50% and 75% of the steps). Each after --warmup_epochs.")
+flags.DEFINE_integer(
+    "warmup_epochs", _DEFAULTS.warmup_epochs,
+    "Epochs over which the learning rate rises linearly from 0.")
+flags.DEFINE_float(
+    "weight_decay", _DEFAULTS.weight_decay,
+    "Decoupled weight decay; above 0 the optimizer is AdamW (biases and batch-norm "
+    "scales are not decayed).")
+flags.DEFINE_float(
+    "label_smoothing", _DEFAULTS.label_smoothing,
+    "Label smoothing of the training loss, in [0, 1).")
 flags.DEFINE_string(
     "data_dir", _DEFAULTS.data_dir,
     "Where CIFAR-10 lives: the folder cifar-10-batches-py/ or the tarball "
@@ -90,6 +115,13 @@ flags.DEFINE_string(
     "checkpoint", _DEFAULTS.checkpoint,
     "With --mode=eval: the checkpoint to evaluate, e.g. runs/NAME/checkpoints/ckpt-781 "
     "(default: the run's latest).")
+flags.DEFINE_enum(
+    "mixed_precision", _DEFAULTS.mixed_precision, ("none", "float16", "bfloat16"),
+    "Compute in float16 (with loss scaling) or bfloat16, keeping float32 weights "
+    "and a float32 last layer: for GPUs (and CPUs) with fast half-precision math.")
+flags.DEFINE_bool(
+    "jit_compile", _DEFAULTS.jit_compile,
+    "Compile the training step with XLA. Measured slower on this project's CPU.")
 
 _AT_LEAST_ONE = ("epochs", "batch_size", "log_every_n_steps", "num_cpu_devices",
                  "steps_per_loop", "keep_checkpoints")
@@ -99,6 +131,16 @@ for _name in _AT_LEAST_ONE:
 flags.register_validator(
     "checkpoint_every_n_steps", lambda value: value >= 0,
     message="--checkpoint_every_n_steps must be 0 (epoch ends only) or more")
+flags.register_validator(
+    "warmup_epochs", lambda value: value >= 0, message="--warmup_epochs must be 0 or more")
+flags.register_validator(
+    "weight_decay", lambda value: value >= 0, message="--weight_decay must be 0 or more")
+flags.register_validator(
+    "label_smoothing", lambda value: 0 <= value < 1,
+    message="--label_smoothing must be in [0, 1)")
+flags.register_multi_flags_validator(
+    ["warmup_epochs", "epochs"], lambda values: values["warmup_epochs"] <= values["epochs"],
+    message="--warmup_epochs cannot exceed --epochs")
 flags.register_validator(
     "learning_rate", lambda value: value > 0, message="--learning_rate must be > 0")
 flags.register_validator(

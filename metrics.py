@@ -37,6 +37,7 @@ class Totals:
     def update(self, per_example_loss, labels, probabilities):
         """Adds one replica's batch; rows with an all-zero label are padding."""
         weights = tf.reduce_sum(labels, axis=-1)
+        per_example_loss = tf.cast(per_example_loss, tf.float32)
         correct = tf.cast(
             tf.equal(tf.argmax(labels, axis=-1), tf.argmax(probabilities, axis=-1)), tf.float32)
         self._sums.assign_add(tf.cast(tf.stack([

@@ -1,9 +1,10 @@
-"""The network: the Keras CIFAR-10 tutorial's CNN."""
+"""The networks, by name: the Keras CIFAR-10 tutorial's CNN and a stronger one."""
 
 import keras
 from keras import layers
 
 from data import IMAGE_SHAPE, NUM_CLASSES
+from errors import UserError
 
 
 def simple_cnn() -> keras.Model:
@@ -16,5 +17,46 @@ def simple_cnn() -> keras.Model:
         layers.MaxPooling2D(2),
         layers.Flatten(),
         layers.Dense(64, activation="relu"),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
+        # float32 even under mixed precision, for a stable softmax and loss.
+        layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
     ], name="simple-cnn")
+
+
+def wide_cnn() -> keras.Model:
+    """A VGG-style CNN with batch norm and dropout, 357,482 parameters, softmax outputs.
+
+    Three blocks of one padded 3x3 convolution (32, 64, 128 filters), batch
+    norm, relu, 2x2 max-pooling and dropout, then a dropped-out dense layer.
+    One convolution per block, not VGG's two: a second one at full resolution
+    makes a step about 8.6 times as slow as simple_cnn's on a 2-core CPU; this
+    one takes about 3 times as long. The convolutions have no bias, since the
+    batch norm that follows subtracts it again. Dropout is light (0.1 to 0.3)
+    so that it learns about as fast per epoch as simple_cnn: 0.25 and 0.5, as
+    in Keras' old cifar10_cnn example, left it 0.12 behind after 2 epochs.
+    """
+    blocks = []
+    for filters, dropout in ((32, 0.1), (64, 0.2), (128, 0.3)):
+        blocks += [layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                   layers.BatchNormalization(),
+                   layers.ReLU(),
+                   layers.MaxPooling2D(2),
+                   layers.Dropout(dropout)]
+    return keras.Sequential([
+        keras.Input(shape=IMAGE_SHAPE),
+        *blocks,
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.3),
+        # float32 even under mixed precision, for a stable softmax and loss.
+        layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
+    ], name="wide-cnn")
+
+
+MODELS = {"simple_cnn": simple_cnn, "wide_cnn": wide_cnn}
+
+
+def build(name: str) -> keras.Model:
+    """A new, randomly initialised model of the registered `name`."""
+    if name not in MODELS:
+        raise UserError(f"unknown --model={name}: use one of {', '.join(MODELS)}")
+    return MODELS[name]()

@@ -1,5 +1,6 @@
 """The training loop: `train_and_evaluate(config, workdir)` and its compiled steps."""
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -16,6 +17,7 @@ import metrics
 import model as model_lib
 import plots
 import run_folder
+import schedules
 from checkpoints import Checkpoints
 from config import Config
 from errors import Interrupted, UserError
@@ -23,6 +25,8 @@ from progress import EpochProgress
 from stopping import StopRequests
 from summaries import Summaries
 
+MIXED_PRECISION_POLICIES = {"none": "float32", "float16": "mixed_float16",
+                            "bfloat16": "mixed_bfloat16"}
 GRID_IMAGES = 25  # The first test images, shown with their predictions each epoch.
 HISTOGRAM_BATCH = 256  # Training images the epoch's gradient histograms are taken on.
 
@@ -30,15 +34,24 @@ HISTOGRAM_BATCH = 256  # Training images the epoch's gradient histograms are tak
 class Trainer:
     """The model, optimizer, metric totals and compiled steps under one strategy."""
 
-    def __init__(self, strategy: tf.distribute.Strategy, config: Config):
+    def __init__(self, strategy: tf.distribute.Strategy, config: Config, steps_per_epoch: int):
         self.strategy = strategy
         self.global_batch_size = config.batch_size
+        self.label_smoothing = config.label_smoothing
+        self._replica_step = (tf.function(self._train_step, jit_compile=True)
+                              if config.jit_compile else self._train_step)
         # Everything with variables is made in the scope, and the optimizer's
         # slots are built now: Keras 3 would create them lazily inside the
         # first tf.function call, which fails under MirroredStrategy.
         with strategy.scope():
-            self.model = model_lib.simple_cnn()
-            self.optimizer = keras.optimizers.Adam(config.learning_rate)
+            with _dtype_policy(MIXED_PRECISION_POLICIES[config.mixed_precision]):
+                self.model = model_lib.build(config.model)
+            self.optimizer = schedules.make_optimizer(schedules.learning_rate_schedule(
+                config.lr_schedule, config.learning_rate, config.epochs * steps_per_epoch,
+                config.warmup_epochs * steps_per_epoch), config.weight_decay)
+            if config.mixed_precision == "float16":
+                # float16 gradients underflow unless the loss is scaled up first.
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
             self.train_totals = metrics.Totals()
             self.eval_totals = metrics.Totals()
@@ -52,9 +65,12 @@ class Trainer:
                 -1, dtype=tf.int64, trainable=False,
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            # Dropout's random state is not among the model's checkpointed
+            # variables; without it a resumed run would draw other masks.
+            dropout_seeds = [v for v in self.model.variables if "seed_generator" in v.path]
             self.checkpoint = tf.train.Checkpoint(
                 model=self.model, optimizer=self.optimizer, position=self.position,
-                carried_sums=self.carried_sums)
+                carried_sums=self.carried_sums, dropout_seeds=dropout_seeds)
 
     def distribute(self, dataset: tf.data.Dataset):
         """Splits each global batch over the replicas (and workers: by data)."""
@@ -67,9 +83,12 @@ class Trainer:
         """One replica's share of a step; Adam all-reduces the gradients."""
         with tf.GradientTape() as tape:
             probabilities = self.model(images, training=True)
-            per_example_loss = keras.losses.categorical_crossentropy(labels, probabilities)
+            per_example_loss = keras.losses.categorical_crossentropy(
+                labels, probabilities, label_smoothing=self.label_smoothing)
             loss = tf.nn.compute_average_loss(
                 per_example_loss, global_batch_size=self.global_batch_size)
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)  # apply_gradients unscales.
         self._note_nonfinite(per_example_loss)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -86,7 +105,7 @@ class Trainer:
     def train_steps(self, iterator, num_steps: tf.Tensor) -> None:
         """Runs `num_steps` steps in one call, to cut Python overhead per step."""
         for _ in tf.range(num_steps):
-            self.strategy.run(self._train_step, args=next(iterator))
+            self.strategy.run(self._replica_step, args=next(iterator))
 
     def _eval_step(self, images, labels):
         probabilities = self.model(images, training=False)
@@ -137,6 +156,17 @@ class Trainer:
         return digest.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Keras' global dtype policy while layers are built: they keep it."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
 def train_and_evaluate(config: Config, workdir: str, *,
                        strategy: tf.distribute.Strategy | None = None,
                        cifar: data.Cifar10 | None = None) -> dict:
@@ -156,12 +186,15 @@ def train_and_evaluate(config: Config, workdir: str, *,
     if config.batch_size % replicas:
         raise UserError(f"--batch_size={config.batch_size} does not divide over the "
                         f"{replicas} replicas: pick a multiple of {replicas}")
+    if config.jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU"):
+        raise UserError("--jit_compile cannot mirror over logical CPU devices (XLA places "
+                        "every replica's variables on one CPU): drop one of the two")
     chief = distribute.is_chief(strategy)
     write_dir = workdir if chief else tempfile.mkdtemp(prefix="cifar10-worker-")
     try:
         cifar = cifar or data.load_cifar10(config.data_dir)
         run_folder.prepare(write_dir)
-        return _TrainingRun(config, workdir, write_dir, strategy, chief, cifar).run()
+        return TrainingRun(config, workdir, write_dir, strategy, chief, cifar).run()
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
@@ -176,7 +209,7 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
     """
     strategy = strategy or distribute.make_strategy(config.strategy)
     cifar = cifar or data.load_cifar10(config.data_dir)
-    trainer = Trainer(strategy, config)
+    trainer = Trainer(strategy, config, len(cifar.train) // config.batch_size)
     checkpoints = Checkpoints(trainer.checkpoint, _checkpoint_dir(workdir),
                               _checkpoint_dir(workdir), config.keep_checkpoints)
     path = config.checkpoint or checkpoints.restore_latest()
@@ -203,7 +236,7 @@ def _checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, run_folder.CHECKPOINTS)
 
 
-class _TrainingRun:
+class TrainingRun:
     """One call of train_and_evaluate: the state its epochs and steps share."""
 
     def __init__(self, config: Config, workdir: str, write_dir: str, strategy, chief: bool,
@@ -215,7 +248,7 @@ class _TrainingRun:
         self.config, self.workdir, self.write_dir = config, workdir, write_dir
         self.chief, self.cifar = chief, cifar
         keras.utils.set_random_seed(config.seed)
-        self.trainer = Trainer(strategy, config)
+        self.trainer = Trainer(strategy, config, self.steps_per_epoch)
         # Every worker resumes from the chief's checkpoints (a shared folder
         # on several machines); each saves into its own write_dir.
         self.checkpoints = Checkpoints(self.trainer.checkpoint, _checkpoint_dir(workdir),
@@ -270,7 +303,7 @@ class _TrainingRun:
         start = time.perf_counter()
         progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
                                  self.config.batch_size, enabled=self.chief)
-        train = self._train(epoch, steps_done, stops, progress)
+        train = self.train_epoch(epoch, steps_done, stops, progress)
         test = self.trainer.evaluate(self.cifar.test)
         seconds = time.perf_counter() - start
         summary = {"loss": train.loss, "accuracy": train.accuracy, "val_loss": test.loss,
@@ -288,8 +321,8 @@ class _TrainingRun:
         progress.finish(summary)
         return test
 
-    def _train(self, epoch: int, steps_done: int, stops: StopRequests,
-               progress: EpochProgress) -> metrics.Averages:
+    def train_epoch(self, epoch: int, steps_done: int, stops: StopRequests,
+                    progress: EpochProgress) -> metrics.Averages:
         """Trains an epoch from step `steps_done` in calls of up to --steps_per_loop steps.
 
         A call also ends at log, checkpoint and profile steps. Only there, at
@@ -301,7 +334,8 @@ class _TrainingRun:
         trainer.train_totals.reset()
         carried, logged = trainer.carried_sums.numpy() if steps_done else np.zeros([2, 3])
         iterator = iter(trainer.distribute(data.train_dataset(
-            self.cifar.train, config.batch_size, config.seed, epoch, skip_batches=steps_done)))
+            self.cifar.train, config.batch_size, config.seed, epoch, skip_batches=steps_done,
+            augmentation=config.augment)))
         first_step = (epoch - 1) * self.steps_per_epoch
         running, logged_at, step = metrics.averages(*carried), time.perf_counter(), steps_done
         while step < self.steps_per_epoch:

@@ -37,7 +37,8 @@ def tiny_split(rows, seed=0):
 
 def fresh_trainer(strategy, batch_size=16, seed=0):
     keras.utils.set_random_seed(seed)
-    return trainer.Trainer(strategy, Config(batch_size=batch_size, learning_rate=3e-3))
+    return trainer.Trainer(strategy, Config(batch_size=batch_size, learning_rate=3e-3),
+                           steps_per_epoch=6)
 
 
 def losses_and_weights(strategy, split, steps):

@@ -45,12 +45,12 @@ def finish(root, name, *extra):
 
 
 def start_and_signal(root, name, checkpoint_step, signals, *extra):
-    """Starts a run, and once checkpoint `checkpoint_step` exists sends `signals`."""
+    """Starts a run, and once checkpoint `checkpoint_step` is recorded sends `signals`."""
     process = subprocess.Popen(command(root, name, *extra), cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    index = root / "runs" / name / run_folder.CHECKPOINTS / f"ckpt-{checkpoint_step}.index"
+    state = root / "runs" / name / run_folder.CHECKPOINTS / "checkpoint"
     deadline = time.monotonic() + 240
-    while not index.exists():
+    while not (state.exists() and f"ckpt-{checkpoint_step}\"" in state.read_text()):
         assert process.poll() is None, "the run ended before it could be stopped"
         assert time.monotonic() < deadline
         time.sleep(0.005)

@@ -1,5 +1,6 @@
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -31,3 +32,17 @@ def test_plot_run_names_a_folder_without_history(tmp_path):
     assert result.stderr.splitlines() == [
         f"error: cannot read {tmp_path}/history.json (No such file or directory): pass "
         f"the folder of a run that finished at least one epoch"]
+
+
+def test_benchmark_reports_every_figure_as_json():
+    result = run_script("benchmark.py", "--steps=10", "--rounds=2", "--steps_per_loop=5,1",
+                        "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert len(figures["fit_images_per_s"]) == len(figures["train_images_per_s"]) == 2
+    assert figures["steps_per_loop"] == 5
+    assert len(figures["other_steps_per_loop_images_per_s"]["1"]) == 2
+    for key in ("train_vs_fit_ratio", "pipeline_vs_train_ratio", "eval_images_per_s",
+                "peak_rss_gib"):
+        assert figures[key] > 0, key
+    assert figures["train_vs_fit_ratio"] == statistics.median(figures["train_vs_fit_ratios"])

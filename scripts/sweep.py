@@ -1,0 +1,153 @@
+"""Trains recipes over several seeds, one normal run folder each, and compares them.
+
+    python scripts/sweep.py --seeds=0,1,2 --model_dir=sweeps \\
+        --recipe="tutorial: --epochs=10 --batch_size=64" \\
+        --recipe="improved: --epochs=30 --augment=flip_crop --lr_schedule=cosine" \\
+        -- --data_dir=../shared/cifar10
+
+Runs, one after another, `python train.py <recipe flags> <flags after --> --seed=S
+--run_name=<recipe>-seed<S> --model_dir=<model_dir>`; later flags win, so the flags
+after `--` (given to every run) override a recipe's. Write flags as --name=value.
+A run whose history.json already holds all its epochs is reused, so rerunning the
+same command resumes a sweep. Then writes <model_dir>/results.md, a table of each
+recipe's test accuracy (mean ± sample std over the seeds), and <model_dir>/curves.png,
+each recipe's mean validation accuracy per epoch.
+"""
+
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+
+import plots
+import run_folder
+from config import Config
+from errors import UserError
+
+TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")
+RESULTS = "results.md"
+CURVES = "curves.png"
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Only when run as a script: train.py's flags, imported beside it in tests, share names."""
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds to run each recipe with.")
+    flags.DEFINE_string("model_dir", "sweeps", "Root folder of the runs and the results.")
+    flags.DEFINE_multi_string(
+        "recipe", None, 'A recipe as "NAME: TRAIN.PY FLAGS", e.g. "tutorial: --epochs=10"; '
+        "repeat the flag for each recipe.")
+    flags.mark_flag_as_required("recipe")
+    flags.register_validator(
+        "seeds", lambda seeds: bool(seeds) and all(re.fullmatch(r"\d+", s) for s in seeds),
+        message="--seeds must be comma-separated whole numbers, e.g. 0,1,2")
+
+
+def parse_recipes(texts: list[str]) -> dict:
+    """{NAME: [FLAG, ...]} from "NAME: FLAGS" texts, in the order given."""
+    recipes = {}
+    for text in texts:
+        name, colon, rest = text.partition(":")
+        name = name.strip()
+        if not colon or not re.fullmatch(r"[\w.-]+", name):
+            raise UserError(f'--recipe="{text}" is not "NAME: FLAGS" with a NAME of letters, '
+                            f'digits, "_", "-" and ".", e.g. "tutorial: --epochs=10"')
+        if name in recipes:
+            raise UserError(f"two recipes are named {name}: give each its own name")
+        recipes[name] = shlex.split(rest)
+    return recipes
+
+
+def run_name(recipe: str, seed: int) -> str:
+    return f"{recipe}-seed{seed}"
+
+
+def run_command(recipe_flags: list[str], seed: int, name: str, root: str,
+                extra: list[str]) -> list[str]:
+    """The train.py command line of recipe `name`'s run with `seed`."""
+    return [sys.executable, TRAIN, *recipe_flags, *extra, f"--seed={seed}",
+            f"--run_name={run_name(name, seed)}", f"--model_dir={root}"]
+
+
+def expected_epochs(command: list[str]) -> int:
+    """The epochs `command` asks for: its last --epochs=N, else train.py's default."""
+    epochs = [int(match[1]) for arg in command if (match := re.fullmatch(r"--epochs=(\d+)", arg))]
+    return epochs[-1] if epochs else Config().epochs
+
+
+def is_finished(workdir: str, epochs: int) -> bool:
+    if not os.path.exists(os.path.join(workdir, run_folder.HISTORY)):
+        return False
+    return len(run_folder.read_history(workdir)["val_accuracy"]) == epochs
+
+
+def run(command: list[str], workdir: str) -> None:
+    """Runs `command`, unless `workdir` holds a run that finished all its epochs."""
+    if is_finished(workdir, expected_epochs(command)):
+        print(f"Reusing the finished run {workdir}", flush=True)
+        return
+    print(f"Running {shlex.join(command)}", flush=True)
+    code = subprocess.run(command).returncode
+    if code:
+        raise UserError(f"the run {workdir} failed with exit code {code} (its output is "
+                        f"above): fix the cause and rerun the sweep, which reuses finished runs")
+
+
+def read_histories(root: str, recipes: dict, seeds: list[int]) -> dict:
+    """{recipe: [history of each seed's run]}."""
+    return {name: [run_folder.read_history(os.path.join(root, run_name(name, seed)))
+                   for seed in seeds]
+            for name in recipes}
+
+
+def results_table(recipes: dict, histories: dict) -> str:
+    """One Markdown row per recipe; a run's test accuracy is its last val_accuracy."""
+    lines = ["| recipe | flags | seeds | test accuracy (mean ± std) | seconds per run |",
+             "|---|---|---|---|---|"]
+    for name, runs in histories.items():
+        accuracies = [history["val_accuracy"][-1] for history in runs]
+        spread = f"{statistics.stdev(accuracies):.4f}" if len(runs) > 1 else "n/a"
+        seconds = statistics.mean(sum(history["seconds"]) for history in runs)
+        recipe_flags = f"`{shlex.join(recipes[name])}`" if recipes[name] else "(defaults)"
+        lines.append(f"| {name} | {recipe_flags} | {len(runs)} | "
+                     f"{statistics.mean(accuracies):.4f} ± {spread} | {seconds:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(root: str, recipes: dict, histories: dict, extra: list[str]) -> None:
+    """results.md (the table, with the flags every run got) and curves.png in `root`."""
+    note = f"\nEvery run also got `{shlex.join(extra)}`.\n" if extra else ""
+    footnote = ("\nstd: sample standard deviation over the seeds; seconds: the sum of a "
+                "run's epoch times (history.json), mean over the seeds.\n")
+    run_folder.write_text(os.path.join(root, RESULTS),
+                          results_table(recipes, histories) + note + footnote)
+    curves = {name: [history["val_accuracy"] for history in runs]
+              for name, runs in histories.items()}
+    plots.save(plots.mean_curves(curves), os.path.join(root, CURVES))
+
+
+def main(argv):
+    extra = argv[1:]
+    root = FLAGS.model_dir
+    seeds = [int(seed) for seed in FLAGS.seeds]
+    try:
+        recipes = parse_recipes(FLAGS.recipe)
+        for name, recipe_flags in recipes.items():
+            for seed in seeds:
+                run(run_command(recipe_flags, seed, name, root, extra),
+                    os.path.join(root, run_name(name, seed)))
+        write_results(root, recipes, read_histories(root, recipes, seeds), extra)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(f"Wrote {os.path.join(root, RESULTS)} and {os.path.join(root, CURVES)}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,82 @@
+"""The research knobs, wired through train_and_evaluate."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data
+import run_folder
+import trainer
+from config import Config
+from errors import UserError
+from tests import events, fake_cifar
+
+
+def tiny_cifar():
+    def split(rows, seed):
+        images, labels = fake_cifar.images_and_labels(rows, seed)
+        return data.Split(images, labels.astype(np.int32))
+    return data.Cifar10(split(128, 1), split(40, 2), fake_cifar.CLASS_NAMES)
+
+
+def train(tmp_path, name="knobs", **options):
+    config = Config(epochs=2, batch_size=16, learning_rate=3e-3, log_every_n_steps=2,
+                    run_name=name).replace(**options)
+    workdir = str(tmp_path / name)
+    results = trainer.train_and_evaluate(config, workdir, cifar=tiny_cifar(),
+                                         strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
+    return results, workdir
+
+
+def test_the_learning_rate_follows_the_schedule_and_is_logged(tmp_path):
+    _, workdir = train(tmp_path, lr_schedule="cosine", warmup_epochs=1)
+    logged = dict(events.scalars(os.path.join(workdir, run_folder.TRAIN_LOGS))["learning_rate"])
+    # 8 steps an epoch: warmup to 3e-3 over steps 0-8, then half a cosine to 0 by step 16.
+    assert logged[2] == pytest.approx(3e-3 * 2 / 8)
+    assert logged[8] == pytest.approx(3e-3)
+    assert logged[12] == pytest.approx(3e-3 * 0.5)
+    assert logged[16] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_augmentation_changes_training_only(tmp_path):
+    plain, _ = train(tmp_path, "plain")
+    augmented, _ = train(tmp_path, "augmented", augment="flip_crop")
+    assert augmented["history"]["loss"] != plain["history"]["loss"]
+    assert augmented["test_count"] == plain["test_count"] == 40
+
+
+def test_label_smoothing_raises_the_training_loss_floor(tmp_path):
+    plain, _ = train(tmp_path, "plain", epochs=1)
+    smoothed, _ = train(tmp_path, "smoothed", epochs=1, label_smoothing=0.2)
+    assert smoothed["history"]["loss"][0] > plain["history"]["loss"][0]
+
+
+def test_weight_decay_uses_adamw_sparing_biases(tmp_path):
+    learner = trainer.Trainer(tf.distribute.OneDeviceStrategy("/cpu:0"),
+                              Config(weight_decay=0.05), steps_per_epoch=8)
+    assert type(learner.optimizer).__name__ == "AdamW"
+    results, _ = train(tmp_path, weight_decay=0.05)
+    assert results["history"]["loss"][1] < results["history"]["loss"][0]
+
+
+def test_the_wide_model_trains_and_resumes_exactly(tmp_path, monkeypatch):
+    options = dict(model="wide_cnn", augment="flip", checkpoint_every_n_steps=3)
+    uninterrupted, _ = train(tmp_path, "whole", **options)
+    real_save = tf.train.CheckpointManager.save
+    calls = []
+
+    def fail_third_save(manager, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("simulated crash")
+        return real_save(manager, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", fail_third_save)
+    with pytest.raises(UserError, match="simulated crash"):
+        train(tmp_path, "interrupted", **options)
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    resumed, _ = train(tmp_path, "interrupted", **options)
+    assert resumed["weights_fingerprint"] == uninterrupted["weights_fingerprint"]
+    assert resumed["history"]["val_loss"] == uninterrupted["history"]["val_loss"]

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+import model
+from errors import UserError
+
+PARAMETERS = {"simple_cnn": 167_562, "wide_cnn": 357_482}
+
+
+def test_every_registered_model_has_its_parameter_count_recorded_here():
+    assert set(model.MODELS) == set(PARAMETERS)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+def test_builds_with_the_recorded_parameter_count(name):
+    network = model.build(name)
+    assert network.name == name.replace("_", "-")
+    assert network.count_params() == PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+@pytest.mark.parametrize("training", [False, True])
+def test_outputs_class_probabilities(name, training):
+    images = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
+    probabilities = np.asarray(model.build(name)(images, training=training))
+    assert probabilities.shape == (4, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probabilities >= 0).all()
+
+
+def test_each_build_is_a_new_model():
+    assert model.build("wide_cnn") is not model.build("wide_cnn")
+
+
+def test_an_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match=r"^unknown --model=resnet: use one of simple_cnn, "
+                                        r"wide_cnn$"):
+        model.build("resnet")

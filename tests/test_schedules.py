@@ -1,0 +1,85 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import schedules
+from errors import UserError
+
+BASE = 1e-3
+
+
+def _rates(name, total_steps, warmup_steps, steps):
+    schedule = schedules.learning_rate_schedule(name, BASE, total_steps, warmup_steps)
+    return [float(schedule(step)) / BASE for step in steps]
+
+
+@pytest.mark.parametrize("name", schedules.SCHEDULES)
+def test_warmup_rises_linearly_from_zero(name):
+    np.testing.assert_allclose(_rates(name, 100, 10, [0, 5, 10]), [0.0, 0.5, 1.0], rtol=1e-6)
+
+
+def test_constant_keeps_the_base_rate():
+    np.testing.assert_allclose(_rates("constant", 100, 0, [0, 50, 99, 100]), [1.0] * 4)
+
+
+def test_cosine_decays_to_zero_over_the_steps_after_warmup():
+    np.testing.assert_allclose(_rates("cosine", 110, 10, [10, 35, 60, 110, 200]),
+                               [1.0, 0.5 + 0.5 * np.cos(np.pi / 4), 0.5, 0.0, 0.0],
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_step_cuts_tenfold_at_half_and_three_quarters():
+    np.testing.assert_allclose(_rates("step", 100, 0, [0, 49, 50, 74, 75, 99]),
+                               [1.0, 1.0, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", schedules.SCHEDULES)
+def test_the_rate_is_a_float32_tensor_of_a_tensor_step_in_a_tf_function(name):
+    schedule = schedules.learning_rate_schedule(name, BASE, 100, 10)
+    rate = tf.function(schedule)(tf.constant(5, tf.int64))
+    assert rate.dtype == tf.float32 and rate.shape == ()
+    assert float(rate) == pytest.approx(BASE / 2)
+
+
+def test_the_optimizer_steps_with_the_rate_of_its_iteration():
+    schedule = schedules.learning_rate_schedule("constant", BASE, 100, 10)
+    optimizer = schedules.make_optimizer(schedule, weight_decay=0.0)
+    weight = keras.Variable(1.0)
+    optimizer.build([weight])
+    for _ in range(3):
+        optimizer.apply_gradients([(tf.constant(1.0), weight)])
+    assert float(optimizer.learning_rate) == pytest.approx(BASE * 0.3)
+
+
+@pytest.mark.parametrize("name", schedules.SCHEDULES)
+def test_a_schedule_survives_a_round_trip_through_the_optimizer_config(name):
+    schedule = schedules.learning_rate_schedule(name, BASE, 100, 10, step_fractions=(0.3, 0.6))
+    optimizer = keras.optimizers.deserialize(
+        keras.optimizers.serialize(schedules.make_optimizer(schedule, weight_decay=0.0)))
+    restored = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    assert isinstance(restored, schedules.WarmupSchedule)
+    assert restored.get_config() == schedule.get_config()
+    steps = [0, 5, 30, 60, 99]
+    np.testing.assert_allclose([float(restored(step)) for step in steps],
+                               [float(schedule(step)) for step in steps])
+
+
+def test_an_unknown_schedule_is_a_user_error():
+    with pytest.raises(UserError, match=r"^unknown --lr_schedule=linear: use one of constant, "
+                                        r"cosine, step$"):
+        schedules.learning_rate_schedule("linear", BASE, 100, 0)
+
+
+def test_a_warmup_longer_than_the_run_is_a_user_error():
+    with pytest.raises(UserError, match="101 warmup steps do not fit in the run's 100 steps"):
+        schedules.learning_rate_schedule("cosine", BASE, 100, 101)
+
+
+def test_adam_without_weight_decay_and_adamw_with_it():
+    schedule = schedules.learning_rate_schedule("constant", BASE, 100, 0)
+    assert type(schedules.make_optimizer(schedule, 0.0)) is keras.optimizers.Adam
+    adamw = schedules.make_optimizer(schedule, 1e-4)
+    assert type(adamw) is keras.optimizers.AdamW
+    assert adamw.weight_decay == pytest.approx(1e-4)
+    assert float(adamw.learning_rate) == pytest.approx(BASE)

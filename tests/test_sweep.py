@@ -1,0 +1,107 @@
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+import run_folder
+from errors import UserError
+from scripts import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write_history(workdir, val_accuracy, seconds=10.0):
+    epochs = len(val_accuracy)
+    history = {"loss": [1.0] * epochs, "accuracy": [0.5] * epochs, "val_loss": [1.1] * epochs,
+               "val_accuracy": val_accuracy, "seconds": [seconds] * epochs}
+    os.makedirs(workdir, exist_ok=True)
+    run_folder.write_history(str(workdir), history)
+
+
+def _run_sweep(*args):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "sweep.py"), *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_parses_recipes_in_order():
+    assert sweep.parse_recipes(["tutorial: --epochs=10 --batch_size=64", "plain:"]) == {
+        "tutorial": ["--epochs=10", "--batch_size=64"], "plain": []}
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["--epochs=10"], 'is not "NAME: FLAGS"'),
+    (["two words: --epochs=1"], 'is not "NAME: FLAGS"'),
+    (["a: --epochs=1", "a: --epochs=2"], "two recipes are named a"),
+])
+def test_refuses_malformed_recipes(texts, message):
+    with pytest.raises(UserError, match=message):
+        sweep.parse_recipes(texts)
+
+
+def test_a_run_is_train_py_with_the_recipe_then_the_shared_flags_then_its_own():
+    command = sweep.run_command(["--epochs=30", "--augment=flip_crop"], 2, "improved",
+                                "sweeps", ["--data_dir=data"])
+    assert command == [sys.executable, os.path.join(ROOT, "train.py"), "--epochs=30",
+                       "--augment=flip_crop", "--data_dir=data", "--seed=2",
+                       "--run_name=improved-seed2", "--model_dir=sweeps"]
+
+
+def test_the_expected_epochs_are_the_last_given_or_train_py_default():
+    assert sweep.expected_epochs(["train.py", "--epochs=30", "--epochs=2"]) == 2
+    assert sweep.expected_epochs(["train.py", "--batch_size=32"]) == 10
+
+
+def test_only_a_run_with_all_its_epochs_is_finished(tmp_path):
+    _write_history(tmp_path / "run", [0.5, 0.6])
+    assert sweep.is_finished(str(tmp_path / "run"), 2)
+    assert not sweep.is_finished(str(tmp_path / "run"), 3)
+    assert not sweep.is_finished(str(tmp_path / "missing"), 2)
+
+
+def test_the_table_has_mean_and_sample_std_per_recipe(tmp_path):
+    recipes = {"tutorial": ["--epochs=2"], "improved": ["--epochs=3", "--augment=flip"]}
+    for seed, final in enumerate([0.60, 0.62, 0.64]):
+        _write_history(tmp_path / f"tutorial-seed{seed}", [0.5, final], seconds=20.0)
+        _write_history(tmp_path / f"improved-seed{seed}", [0.5, 0.6, final + 0.1], 30.0)
+    histories = sweep.read_histories(str(tmp_path), recipes, [0, 1, 2])
+    assert sweep.results_table(recipes, histories).splitlines() == [
+        "| recipe | flags | seeds | test accuracy (mean ± std) | seconds per run |",
+        "|---|---|---|---|---|",
+        "| tutorial | `--epochs=2` | 3 | 0.6200 ± 0.0200 | 40 |",
+        "| improved | `--epochs=3 --augment=flip` | 3 | 0.7200 ± 0.0200 | 90 |"]
+
+
+def test_one_seed_has_no_std(tmp_path):
+    _write_history(tmp_path / "plain-seed5", [0.61234])
+    histories = sweep.read_histories(str(tmp_path), {"plain": []}, [5])
+    assert sweep.results_table({"plain": []}, histories).splitlines()[-1] == (
+        "| plain | (defaults) | 1 | 0.6123 ± n/a | 10 |")
+
+
+def test_a_resumed_sweep_reuses_finished_runs_and_writes_results(tmp_path):
+    for seed in (0, 1):
+        _write_history(tmp_path / f"quick-seed{seed}", [0.4, 0.5 + seed / 10])
+    result = _run_sweep("--seeds=0,1", f"--model_dir={tmp_path}",
+                        "--recipe=quick: --epochs=2", "--", "--data_dir=nowhere")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Reusing the finished run") == 2
+    results = (tmp_path / sweep.RESULTS).read_text()
+    assert "| quick | `--epochs=2` | 2 | 0.5500 ± 0.0707 | 20 |" in results
+    assert "Every run also got `--data_dir=nowhere`." in results
+    png = (tmp_path / sweep.CURVES).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+def test_a_failed_run_ends_the_sweep_with_one_error_line(tmp_path):
+    result = _run_sweep("--seeds=0", f"--model_dir={tmp_path}", "--recipe=bad: --epochs=1",
+                        "--", "--no_such_flag=1")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: the run {tmp_path}/bad-seed0 failed with exit code 1 (its output is above): "
+        f"fix the cause and rerun the sweep, which reuses finished runs")
+    command = sweep.run_command(["--epochs=1"], 0, "bad", str(tmp_path), ["--no_such_flag=1"])
+    assert f"Running {shlex.join(command)}" in result.stdout
+    assert not (tmp_path / sweep.RESULTS).exists()
