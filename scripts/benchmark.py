@@ -23,6 +23,7 @@ quiet.import_tensorflow_quietly()
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -173,6 +174,7 @@ def print_table(results: dict) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # TensorFlow logs checkpoint saves as INFO.
     results = measure()
     if FLAGS.json:
         json.dump(results, sys.stdout, indent=2)
