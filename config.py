@@ -5,6 +5,8 @@ import os
 
 DEFAULT_DATA_DIR = os.path.join("~", ".keras", "datasets")
 
+# Settings of one command, not of the run: not written to its flags.txt.
+ONE_COMMAND_ONLY = ("force", "mode", "checkpoint")
 # Settings that change what a run computes: a resumed run must keep them.
 RESUME_SENSITIVE = ("epochs", "batch_size", "learning_rate", "seed", "model", "augment",
                     "lr_schedule", "warmup_epochs", "weight_decay", "label_smoothing",
@@ -60,9 +62,14 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_flagfile(self) -> str:
-        """The settings as lines that `python train.py --flagfile=...` replays."""
+        """The settings as lines that `python train.py --flagfile=...` replays.
+
+        Leaves out what concerns one command, not the run: replaying a flagfile
+        must not force a resume or evaluate instead of train.
+        """
         return "".join(f"--{name}={value}\n"
-                       for name, value in dataclasses.asdict(self).items())
+                       for name, value in dataclasses.asdict(self).items()
+                       if name not in ONE_COMMAND_ONLY)
 
     def changes_from(self, flagfile_text: str) -> list[str]:
         """The RESUME_SENSITIVE settings that differ from a saved flagfile's."""

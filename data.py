@@ -9,6 +9,7 @@ import codecs
 import dataclasses
 import functools
 import hashlib
+import http.client
 import os
 import pickle
 import shutil
@@ -80,14 +81,19 @@ def load_cifar10(data_dir: str, url: str = URL, md5: str = MD5) -> Cifar10:
 
 
 def download(url: str, path: str, md5: str) -> None:
-    """Downloads `url` to `path`; only a complete file with the right MD5 lands there."""
+    """Downloads `url` to `path`; only a complete file with the right MD5 lands there.
+
+    Each download writes its own `.part` file, so workers that start together
+    on one machine do not write into each other's.
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     print(f"Downloading {url} to {path} ...", flush=True)
-    partial = path + ".part"
+    handle, partial = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
+                                       suffix=".part", dir=os.path.dirname(path))
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+        with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(handle, "wb") as out:
             shutil.copyfileobj(response, out, length=1 << 20)
-    except OSError as error:
+    except (OSError, http.client.HTTPException) as error:
         _remove_if_exists(partial)
         raise UserError(
             f"could not download {url} ({error}): download it by hand and put it "
@@ -124,6 +130,8 @@ def extract(tarball: str, data_dir: str, md5: str) -> None:
                             f"CIFAR-10 python version; delete it and run again")
         os.replace(unpacked, os.path.join(data_dir, FOLDER))
     except (tarfile.TarError, EOFError, OSError) as error:
+        if os.path.isdir(os.path.join(data_dir, FOLDER)):
+            return  # Another worker unpacked it first.
         raise UserError(f"cannot unpack {tarball} ({error}): delete it and run "
                         f"again to download it") from None
     finally:

@@ -144,8 +144,8 @@ flags.register_multi_flags_validator(
 flags.register_validator(
     "learning_rate", lambda value: value > 0, message="--learning_rate must be > 0")
 flags.register_validator(
-    "run_name", lambda value: re.fullmatch(r"[\w.-]*", value) is not None,
-    message="--run_name may hold only letters, digits, '_', '-' and '.'")
+    "run_name", lambda value: re.fullmatch(r"(?!\.+$)[\w.-]*", value) is not None,
+    message="--run_name may hold only letters, digits, '_', '-' and '.', and not only dots")
 flags.register_validator(
     "gpus", lambda value: re.fullmatch(r"(\d+(,\d+)*)?", value) is not None,
     message="--gpus must be comma-separated GPU indices, e.g. 0,1")

@@ -14,12 +14,14 @@ class StopRequests:
     commits a checkpoint only once its files are complete, so the last
     finished checkpoint stays usable."""
 
-    def __init__(self):
+    def __init__(self, enabled: bool = True):
+        """Disabled, signals keep their default effect (multi-worker runs)."""
         self.signal = None
+        self._enabled = enabled
         self._previous = {}
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if self._enabled and threading.current_thread() is threading.main_thread():
             for signum in EXIT_CODES:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self

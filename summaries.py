@@ -23,6 +23,7 @@ class Summaries:
             os.path.join(workdir, run_folder.VALIDATION_LOGS))
         self._run = tf.summary.create_file_writer(workdir)
         self._train_logdir = os.path.join(workdir, run_folder.TRAIN_LOGS)
+        self._profiling = False
 
     def hparams(self, config: Config) -> None:
         """The run's settings, for TensorBoard's HParams tab."""
@@ -75,10 +76,15 @@ class Summaries:
             tf.summary.scalar("test_loss", test.loss)
 
     def start_profiler(self) -> None:
-        tf.profiler.experimental.start(self._train_logdir)
+        if not self._profiling:
+            tf.profiler.experimental.start(self._train_logdir)
+            self._profiling = True
 
     def stop_profiler(self) -> None:
-        tf.profiler.experimental.stop()
+        """Stops a profile started by this run (not one a resumed run never began)."""
+        if self._profiling:
+            tf.profiler.experimental.stop()
+            self._profiling = False
 
     def flush(self) -> None:
         for writer in (self._train, self._validation, self._run):

@@ -72,7 +72,7 @@ class Trainer:
                 model=self.model, optimizer=self.optimizer, position=self.position,
                 carried_sums=self.carried_sums, dropout_seeds=dropout_seeds)
 
-    def distribute(self, dataset: tf.data.Dataset):
+    def distribute_dataset(self, dataset: tf.data.Dataset):
         """Splits each global batch over the replicas (and workers: by data)."""
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
@@ -89,14 +89,19 @@ class Trainer:
                 per_example_loss, global_batch_size=self.global_batch_size)
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)  # apply_gradients unscales.
-        self._note_nonfinite(per_example_loss)
         variables = self.model.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        gradients = tape.gradient(loss, variables)
+        self._note_nonfinite(per_example_loss, gradients)
+        self.optimizer.apply_gradients(zip(gradients, variables))
         self.train_totals.update(per_example_loss, labels, probabilities)
 
-    def _note_nonfinite(self, per_example_loss):
-        """Remembers the first step whose loss was NaN or infinite."""
-        nonfinite = tf.logical_not(tf.reduce_all(tf.math.is_finite(per_example_loss)))
+    def _note_nonfinite(self, per_example_loss, gradients):
+        """Remembers the first step whose loss or gradients were NaN or infinite."""
+        finite = tf.reduce_all(tf.math.is_finite(per_example_loss))
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # (Loss scaling skips steps whose gradients overflow, by design.)
+            finite = finite & tf.math.is_finite(tf.linalg.global_norm(gradients))
+        nonfinite = tf.logical_not(finite)
         first = self.first_nonfinite_step
         self.first_nonfinite_step.assign(tf.where(
             nonfinite & (first < 0), self.optimizer.iterations + 1, first))
@@ -126,7 +131,7 @@ class Trainer:
         self.eval_totals.reset()
         self.confusion.reset()
         num_batches = -(-len(split) // self.global_batch_size)
-        iterator = iter(self.distribute(data.eval_dataset(split, self.global_batch_size)))
+        iterator = iter(self.distribute_dataset(data.eval_dataset(split, self.global_batch_size)))
         self._eval_steps(iterator, tf.constant(num_batches))
         return metrics.averages(*self.eval_totals.sums())
 
@@ -149,7 +154,8 @@ class Trainer:
         return tape.gradient(loss, self.model.trainable_variables)
 
     def weights_fingerprint(self) -> str:
-        """A short hash of all weights: equal on every worker, and across reruns."""
+        """A short hash of all weights: equal on every worker, and across reruns
+        with --deterministic."""
         digest = hashlib.sha256()
         for weight in self.model.get_weights():
             digest.update(weight.tobytes())
@@ -247,6 +253,9 @@ class TrainingRun:
                             f"{len(cifar.train)} training images: pick a smaller one")
         self.config, self.workdir, self.write_dir = config, workdir, write_dir
         self.chief, self.cifar = chief, cifar
+        # A signal reaches one worker of several: that one alone must not stop
+        # at a step of its own choosing, as the others would wait for it.
+        self.single_process = getattr(strategy, "cluster_resolver", None) is None
         keras.utils.set_random_seed(config.seed)
         self.trainer = Trainer(strategy, config, self.steps_per_epoch)
         # Every worker resumes from the chief's checkpoints (a shared folder
@@ -260,17 +269,23 @@ class TrainingRun:
         completed, steps_done = self._resume_or_start()
         if completed >= self.config.epochs:
             print(f"{self.workdir} has finished its {completed} epochs: evaluating it.")
-            return self._report(self.trainer.evaluate(self.cifar.test))
-        with StopRequests() as stops:
+            test = self.trainer.evaluate(self.cifar.test)
+            if not os.path.exists(os.path.join(self.write_dir, run_folder.MODEL)):
+                self._finish(test)  # It was stopped after its last checkpoint.
+            return self._report(test)
+        with StopRequests(enabled=self.single_process) as stops:
             for epoch in range(completed + 1, self.config.epochs + 1):
                 test = self._epoch(epoch, steps_done, stops)
                 steps_done = 0
-                if stops.signal:
+                if stops.signal and epoch < self.config.epochs:
                     self._stop(stops, epoch * self.steps_per_epoch)
+        self._finish(test)
+        return self._report(test)
+
+    def _finish(self, test: metrics.Averages) -> None:
         self.summaries.test_results(self.config.epochs, test)
         self.summaries.flush()
         self._save_model_and_figures()
-        return self._report(test)
 
     def _resume_or_start(self) -> tuple[int, int]:
         """(epochs completed, steps into the next): from the latest checkpoint, if any."""
@@ -333,11 +348,12 @@ class TrainingRun:
         config, trainer = self.config, self.trainer
         trainer.train_totals.reset()
         carried, logged = trainer.carried_sums.numpy() if steps_done else np.zeros([2, 3])
-        iterator = iter(trainer.distribute(data.train_dataset(
+        iterator = iter(trainer.distribute_dataset(data.train_dataset(
             self.cifar.train, config.batch_size, config.seed, epoch, skip_batches=steps_done,
             augmentation=config.augment)))
         first_step = (epoch - 1) * self.steps_per_epoch
-        running, logged_at, step = metrics.averages(*carried), time.perf_counter(), steps_done
+        running = metrics.averages(*carried) if steps_done else None
+        logged_at, step = time.perf_counter(), steps_done
         while step < self.steps_per_epoch:
             _toggle_profiler(self.summaries, config.profile_range(), first_step + step)
             num_steps = min(config.steps_per_loop, self.steps_per_epoch - step,
@@ -373,10 +389,11 @@ class TrainingRun:
         if not self.config.stop_on_nonfinite or np.isfinite(sums[0]):
             return
         step = int(self.trainer.first_nonfinite_step.numpy())
+        kept = self.checkpoints.latest() or "none was written yet"
         raise UserError(
             f"the training loss became {sums[0]} at step {step} (epoch {epoch}): training "
-            f"stopped, keeping the last good checkpoint, {self.checkpoints.latest()}; lower "
-            f"--learning_rate, or pass --nostop_on_nonfinite to carry on regardless")
+            f"stopped; the last good checkpoint is kept ({kept}); start a new --run_name "
+            f"with a lower --learning_rate, or pass --nostop_on_nonfinite to carry on")
 
     def _save(self, completed_epochs: int, steps_done: int, sums: np.ndarray) -> str:
         """Checkpoints the weights with where training stands."""

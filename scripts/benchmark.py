@@ -86,8 +86,8 @@ class CustomLoop:
         rows = steps * config.batch_size
         self.cifar = data.Cifar10(data.Split(cifar.train.images[:rows], cifar.train.labels[:rows]),
                                   cifar.test, cifar.class_names)
-        self.workdir = tempfile.mkdtemp(prefix="benchmark-")
-        self.run = trainer.TrainingRun(config, self.workdir, self.workdir,
+        self.workdir = tempfile.TemporaryDirectory(prefix="benchmark-")  # Removed at exit.
+        self.run = trainer.TrainingRun(config, self.workdir.name, self.workdir.name,
                                        tf.distribute.OneDeviceStrategy("/cpu:0"), True,
                                        self.cifar)
         self.rows, self.epoch = rows, 0
@@ -121,8 +121,10 @@ def measure() -> dict:
     cifar = load(FLAGS.data_dir)
     keras.utils.set_random_seed(0)
     fit = KerasFit(cifar.train, FLAGS.steps, FLAGS.batch_size)
+    # No mid-epoch checkpoints, which model.fit does not write either.
     loops = {int(k): CustomLoop(cifar, FLAGS.steps,
-                                Config(batch_size=FLAGS.batch_size, steps_per_loop=int(k)))
+                                Config(batch_size=FLAGS.batch_size, steps_per_loop=int(k),
+                                       checkpoint_every_n_steps=0))
              for k in FLAGS.steps_per_loop}
     fit_rates, loop_rates = [], {k: [] for k in loops}
     for _ in range(FLAGS.rounds):

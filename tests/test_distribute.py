@@ -44,7 +44,7 @@ def fresh_trainer(strategy, batch_size=16, seed=0):
 def losses_and_weights(strategy, split, steps):
     """The mean loss of each of `steps` steps, and the weights after them."""
     learner = fresh_trainer(strategy)
-    iterator = iter(learner.distribute(data.train_dataset(split, 16, seed=0, epoch=1)))
+    iterator = iter(learner.distribute_dataset(data.train_dataset(split, 16, seed=0, epoch=1)))
     losses = []
     for _ in range(steps):
         learner.train_totals.reset()

@@ -32,6 +32,7 @@ def test_every_config_field_is_a_flag_with_the_same_default(parse):
     ("--learning_rate=0", "--learning_rate must be > 0"),
     ("--steps_per_loop=0", "--steps_per_loop must be at least 1"),
     ("--run_name=../escape", "--run_name may hold only"),
+    ("--run_name=..", "and not only dots"),
     ("--gpus=first", "--gpus must be comma-separated"),
     ("--strategy=tpu", "value should be one of"),
 ])
@@ -53,6 +54,13 @@ def test_the_flagfile_replays_the_config(parse, tmp_path):
     flagfile.write_text(config.to_flagfile())
     parse(f"--flagfile={flagfile}")
     assert flags.to_config() == config
+
+
+def test_the_flagfile_leaves_out_settings_of_one_command():
+    text = Config(force=True, mode="eval", checkpoint="runs/x/checkpoints/ckpt-7").to_flagfile()
+    names = {line.split("=")[0] for line in text.splitlines()}
+    assert not names & {"--force", "--mode", "--checkpoint"}
+    assert "--epochs" in names and "--model" in names
 
 
 def _train_py(*args):

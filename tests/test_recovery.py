@@ -39,7 +39,7 @@ def checkpoint_files(workdir):
 def test_a_nonfinite_loss_stops_naming_the_step_and_keeps_good_checkpoints(tiny):
     config, workdir = tiny
     with pytest.raises(UserError, match=r"the training loss became nan at step (\d+) \(epoch 1\)"
-                                        r": training stopped, keeping the last good checkpoint"):
+                                        r": training stopped; the last good checkpoint is kept"):
         train(config.replace(learning_rate=1e38, checkpoint_every_n_steps=1), workdir)
     for name in checkpoint_files(workdir):
         if name.endswith(".index"):
@@ -134,3 +134,17 @@ def test_eval_mode_evaluates_the_latest_or_a_chosen_checkpoint(tiny, capsys):
     with pytest.raises(UserError, match="cannot read checkpoint .*ckpt-99"):
         trainer.evaluate_checkpoint(config.replace(mode="eval", checkpoint=chosen[:-1] + "99"),
                                     workdir, strategy=one_device())
+
+
+def test_a_finished_run_missing_its_model_gets_it_back(tiny):
+    config, workdir = tiny
+    train(config, workdir)
+    os.remove(os.path.join(workdir, run_folder.MODEL))
+    train(config, workdir)
+    assert os.path.isfile(os.path.join(workdir, run_folder.MODEL))
+
+
+def test_a_profile_ending_on_an_epoch_boundary(tiny):
+    config, workdir = tiny
+    results = train(config.replace(profile_steps="3,7"), workdir)  # 7 steps an epoch.
+    assert len(results["history"]["loss"]) == 2
