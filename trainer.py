@@ -288,7 +288,8 @@ class TrainingRun:
         self._save_model_and_figures()
 
     def _resume_or_start(self) -> tuple[int, int]:
-        """(epochs completed, steps into the next): from the latest checkpoint, if any."""
+        """Restores the latest checkpoint, if any, and (re)writes the run's flags,
+        hparams and graph. Returns (epochs completed, steps into the next)."""
         flagfile = os.path.join(self.workdir, run_folder.FLAGFILE)
         path = self.checkpoints.restore_latest()
         if path is None:
@@ -300,6 +301,10 @@ class TrainingRun:
                                 f"{', '.join(changed)}; rerun with its flags (--flagfile="
                                 f"{flagfile}), another --run_name, or --force")
             completed, steps_done = (int(n) for n in self.trainer.position.numpy())
+            if steps_done and any(change.startswith("--batch_size") for change in changed):
+                raise UserError(f"{path} stopped in the middle of an epoch, counted in "
+                                f"batches of the old --batch_size: resume with it, or from "
+                                f"an epoch-end checkpoint")
             self.history = run_folder.read_history(self.workdir, epochs=completed)
             print(f"Resuming {path}: epoch {completed + 1}, after step {steps_done} of "
                   f"{self.steps_per_epoch}")

@@ -148,3 +148,22 @@ def test_a_profile_ending_on_an_epoch_boundary(tiny):
     config, workdir = tiny
     results = train(config.replace(profile_steps="3,7"), workdir)  # 7 steps an epoch.
     assert len(results["history"]["loss"]) == 2
+
+
+def test_a_new_batch_size_is_refused_in_the_middle_of_an_epoch_even_forced(tiny, monkeypatch):
+    config, workdir = tiny
+    real_save = tf.train.CheckpointManager.save
+    calls = []
+
+    def fail_second_save(manager, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("simulated crash")
+        return real_save(manager, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", fail_second_save)
+    with pytest.raises(UserError, match="simulated crash"):
+        train(config, workdir)  # Leaves ckpt-4: step 4 of epoch 1.
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    with pytest.raises(UserError, match="ckpt-4 stopped in the middle of an epoch"):
+        train(config.replace(batch_size=8, force=True), workdir)
