@@ -61,22 +61,12 @@ def test_weight_decay_uses_adamw_sparing_biases(tmp_path):
     assert results["history"]["loss"][1] < results["history"]["loss"][0]
 
 
-def test_the_wide_model_trains_and_resumes_exactly(tmp_path, monkeypatch):
+def test_the_wide_model_trains_and_resumes_exactly(tmp_path, crash_on_save):
     options = dict(model="wide_cnn", augment="flip", checkpoint_every_n_steps=3)
     uninterrupted, _ = train(tmp_path, "whole", **options)
-    real_save = tf.train.CheckpointManager.save
-    calls = []
-
-    def fail_third_save(manager, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise OSError("simulated crash")
-        return real_save(manager, *args, **kwargs)
-
-    monkeypatch.setattr(tf.train.CheckpointManager, "save", fail_third_save)
-    with pytest.raises(UserError, match="simulated crash"):
+    with crash_on_save(3, OSError("simulated crash")), pytest.raises(UserError,
+                                                                     match="simulated crash"):
         train(tmp_path, "interrupted", **options)
-    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
     resumed, _ = train(tmp_path, "interrupted", **options)
     assert resumed["weights_fingerprint"] == uninterrupted["weights_fingerprint"]
     assert resumed["history"]["val_loss"] == uninterrupted["history"]["val_loss"]

@@ -57,22 +57,13 @@ def test_the_nonfinite_check_can_be_turned_off(tiny):
     assert np.isnan(results["history"]["loss"][0])
 
 
-def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny, monkeypatch, capsys):
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny, crash_on_save, capsys):
     config, workdir = tiny
-    real_save = tf.train.CheckpointManager.save
-    calls = []
-
-    def failing_save(manager, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
-        return real_save(manager, *args, **kwargs)
-
-    monkeypatch.setattr(tf.train.CheckpointManager, "save", failing_save)
-    with pytest.raises(UserError, match=r"could not write a checkpoint in .* \(No space left on "
-                                        r"device\): the previous one, .*ckpt-4, is intact"):
+    full_disk = tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+    with crash_on_save(2, full_disk), pytest.raises(
+            UserError, match=r"could not write a checkpoint in .* \(No space left on "
+                             r"device\): the previous one, .*ckpt-4, is intact"):
         train(config, workdir)
-    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
     capsys.readouterr()
     results = train(config, workdir)
     assert "Resuming " in capsys.readouterr().out
@@ -150,20 +141,11 @@ def test_a_profile_ending_on_an_epoch_boundary(tiny):
     assert len(results["history"]["loss"]) == 2
 
 
-def test_a_new_batch_size_is_refused_in_the_middle_of_an_epoch_even_forced(tiny, monkeypatch):
+def test_a_new_batch_size_is_refused_in_the_middle_of_an_epoch_even_forced(tiny,
+                                                                           crash_on_save):
     config, workdir = tiny
-    real_save = tf.train.CheckpointManager.save
-    calls = []
-
-    def fail_second_save(manager, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError("simulated crash")
-        return real_save(manager, *args, **kwargs)
-
-    monkeypatch.setattr(tf.train.CheckpointManager, "save", fail_second_save)
-    with pytest.raises(UserError, match="simulated crash"):
+    with crash_on_save(2, OSError("simulated crash")), pytest.raises(UserError,
+                                                                     match="simulated crash"):
         train(config, workdir)  # Leaves ckpt-4: step 4 of epoch 1.
-    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
     with pytest.raises(UserError, match="ckpt-4 stopped in the middle of an epoch"):
         train(config.replace(batch_size=8, force=True), workdir)
