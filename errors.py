@@ -1,4 +1,7 @@
-"""The exceptions that users, not programmers, cause."""
+"""The exceptions that users, not programmers, cause, and how they are reported."""
+
+import contextlib
+import sys
 
 
 class UserError(Exception):
@@ -21,3 +24,13 @@ def first_line(error: Exception) -> str:
     """An exception's message cut to its first line, to fit a one-line report."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+@contextlib.contextmanager
+def reported_in_one_line():
+    """Ends the program on a UserError with one `error: ...` line and exit code 1."""
+    try:
+        yield
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -19,7 +19,7 @@ from absl import logging  # noqa: E402
 import distribute  # noqa: E402
 import flags  # noqa: E402
 import trainer  # noqa: E402
-from errors import Interrupted, UserError  # noqa: E402
+from errors import Interrupted, reported_in_one_line  # noqa: E402
 
 
 def main(argv):
@@ -28,12 +28,11 @@ def main(argv):
     config = flags.to_config()
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs checkpoint saves as INFO.
     try:
-        distribute.configure_devices(config.num_cpu_devices, config.gpus)
-        run = trainer.evaluate_checkpoint if config.mode == "eval" else trainer.train_and_evaluate
-        run(config, os.path.join(config.model_dir, config.run_name))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        with reported_in_one_line():
+            distribute.configure_devices(config.num_cpu_devices, config.gpus)
+            run = (trainer.evaluate_checkpoint if config.mode == "eval"
+                   else trainer.train_and_evaluate)
+            run(config, os.path.join(config.model_dir, config.run_name))
     except Interrupted as stop:
         print(stop, file=sys.stderr)
         sys.exit(stop.exit_code)

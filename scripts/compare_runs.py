@@ -7,14 +7,13 @@ solid, training curves dashed.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
 import plots
 import run_folder
-from errors import UserError
+from errors import UserError, reported_in_one_line
 
 flags.DEFINE_string("output", "comparison.png", "The PNG file to write.")
 FLAGS = flags.FLAGS
@@ -23,17 +22,14 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("name at least one run folder")
-    try:
+    with reported_in_one_line():
         histories = {os.path.basename(os.path.normpath(workdir)): run_folder.read_history(workdir)
                      for workdir in argv[1:]}
-        plots.save(plots.compare(histories), FLAGS.output)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except OSError as error:
-        print(f"error: cannot write {FLAGS.output} ({error.strerror}): pass a writable "
-              f"--output", file=sys.stderr)
-        sys.exit(1)
+        try:
+            plots.save(plots.compare(histories), FLAGS.output)
+        except OSError as error:
+            raise UserError(f"cannot write {FLAGS.output} ({error.strerror}): pass a "
+                            f"writable --output") from None
     print(f"Wrote {FLAGS.output}")
 
 

@@ -4,19 +4,18 @@
 """
 
 import os
-import sys
 
 from absl import app
 
 import plots
 import run_folder
-from errors import UserError
+from errors import reported_in_one_line
 
 
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("name at least one run folder")
-    try:
+    with reported_in_one_line():
         for workdir in argv[1:]:
             history = run_folder.read_history(workdir)
             for metric, name in (("accuracy", run_folder.ACCURACY_PLOT),
@@ -24,9 +23,6 @@ def main(argv):
                 path = os.path.join(workdir, name)
                 plots.save(plots.curves(history, metric), path)
                 print(f"Wrote {path}")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

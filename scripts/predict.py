@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from data import CLASS_NAMES, IMAGE_SHAPE  # noqa: E402
-from errors import UserError, first_line  # noqa: E402
+from errors import UserError, first_line, reported_in_one_line  # noqa: E402
 
 TOP = 3
 
@@ -106,12 +106,9 @@ def top_classes(probabilities: np.ndarray) -> str:
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("name at least one image")
-    try:
+    with reported_in_one_line():
         predict = load_model(FLAGS.model)
         images = np.stack([read_image(path) for path in argv[1:]])
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
     for path, probabilities in zip(argv[1:], predict(images)):
         print(f"{path}: {top_classes(probabilities)}")
 

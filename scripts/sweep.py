@@ -27,7 +27,7 @@ from absl import flags
 import plots
 import run_folder
 from config import Config
-from errors import UserError
+from errors import UserError, reported_in_one_line
 
 TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")
 RESULTS = "results.md"
@@ -135,16 +135,13 @@ def main(argv):
     extra = argv[1:]
     root = FLAGS.model_dir
     seeds = [int(seed) for seed in FLAGS.seeds]
-    try:
+    with reported_in_one_line():
         recipes = parse_recipes(FLAGS.recipe)
         for name, recipe_flags in recipes.items():
             for seed in seeds:
                 run(run_command(recipe_flags, seed, name, root, extra),
                     os.path.join(root, run_name(name, seed)))
         write_results(root, recipes, read_histories(root, recipes, seeds), extra)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
     print(f"Wrote {os.path.join(root, RESULTS)} and {os.path.join(root, CURVES)}")
 
 
