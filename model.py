@@ -1,10 +1,13 @@
-"""The networks, by name: the Keras CIFAR-10 tutorial's CNN and a stronger one."""
+"""The networks, by name: the Keras CIFAR-10 tutorial's CNN and a stronger one.
+
+A new network is one function returning a new keras.Model of softmax
+outputs, and one MODELS entry; --model then accepts its name.
+"""
 
 import keras
 from keras import layers
 
-from data import IMAGE_SHAPE, NUM_CLASSES
-from errors import UserError
+from cifar10_research.dataset import IMAGE_SHAPE, NUM_CLASSES
 
 
 def simple_cnn() -> keras.Model:
@@ -52,11 +55,5 @@ def wide_cnn() -> keras.Model:
     ], name="wide-cnn")
 
 
+# The networks by --model name; each call builds a new, randomly initialised model.
 MODELS = {"simple_cnn": simple_cnn, "wide_cnn": wide_cnn}
-
-
-def build(name: str) -> keras.Model:
-    """A new, randomly initialised model of the registered `name`."""
-    if name not in MODELS:
-        raise UserError(f"unknown --model={name}: use one of {', '.join(MODELS)}")
-    return MODELS[name]()

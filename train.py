@@ -3,35 +3,31 @@
     python train.py --epochs=10 --batch_size=64
 
 Writes TensorBoard logs, history, plots and the model to
-<--model_dir>/<--run_name>/. `python train.py --helpfull` lists the flags.
+<--model_dir>/<--run_name>/. `python train.py --helpfull` lists the flags;
+recipes/*.flags hold named recipes for --flagfile.
 """
 
 import os
 import sys
 
-import quiet
+from absl import app
+from absl import logging
 
-quiet.import_tensorflow_quietly()
-
-from absl import app  # noqa: E402
-from absl import logging  # noqa: E402
-
-import distribute  # noqa: E402
-import flags  # noqa: E402
-import trainer  # noqa: E402
-from errors import Interrupted, reported_in_one_line  # noqa: E402
+import flags
+from cifar10_research import distribute, evaluation, loop
+from cifar10_research.errors import Interrupted, reported_in_one_line
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = flags.to_config()
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs checkpoint saves as INFO.
     try:
         with reported_in_one_line():
+            config = flags.to_config()
             distribute.configure_devices(config.num_cpu_devices, config.gpus)
-            run = (trainer.evaluate_checkpoint if config.mode == "eval"
-                   else trainer.train_and_evaluate)
+            run = (evaluation.evaluate_checkpoint if config.mode == "eval"
+                   else loop.train_and_evaluate)
             run(config, os.path.join(config.model_dir, config.run_name))
     except Interrupted as stop:
         print(stop, file=sys.stderr)

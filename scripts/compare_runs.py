@@ -11,9 +11,8 @@ import os
 from absl import app
 from absl import flags
 
-import plots
-import run_folder
-from errors import UserError, reported_in_one_line
+from cifar10_research import plots, run_folder
+from cifar10_research.errors import UserError, reported_in_one_line
 
 flags.DEFINE_string("output", "comparison.png", "The PNG file to write.")
 FLAGS = flags.FLAGS

@@ -7,9 +7,8 @@ import os
 
 from absl import app
 
-import plots
-import run_folder
-from errors import reported_in_one_line
+from cifar10_research import plots, run_folder
+from cifar10_research.errors import reported_in_one_line
 
 
 def main(argv):

@@ -10,107 +10,26 @@
 Images that are not 32x32 are resized, with a note on stderr.
 """
 
-import os
-import sys
-import zipfile
+from absl import app
+from absl import flags
+import numpy as np
 
-import quiet
-
-quiet.import_tensorflow_quietly()
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from data import CLASS_NAMES, IMAGE_SHAPE  # noqa: E402
-from errors import UserError, first_line, reported_in_one_line  # noqa: E402
-
-TOP = 3
+from cifar10_research import predictor
+from cifar10_research.errors import reported_in_one_line
 
 flags.DEFINE_string("model", None, "The model.keras file or exported SavedModel folder.")
 flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
 
 
-def read_image(path: str) -> np.ndarray:
-    """The image as float32 [0,1] RGB of IMAGE_SHAPE, scaled as in training.
-
-    Grayscale becomes RGB and alpha is dropped; other sizes are resized with
-    a note on stderr.
-    """
-    try:
-        with open(path, "rb") as file:
-            content = file.read()
-    except OSError as error:
-        raise UserError(f"cannot read {path} ({error.strerror}): pass PNG or JPEG "
-                        f"files") from None
-    try:
-        pixels = tf.io.decode_image(content, channels=3, expand_animations=False)
-    except tf.errors.InvalidArgumentError:
-        raise UserError(f"cannot decode {path}: it must be a PNG or JPEG image") from None
-    image = tf.cast(pixels, tf.float32) / 255.0
-    height, width = IMAGE_SHAPE[:2]
-    if image.shape[:2] != (height, width):
-        print(f"note: {path} is {image.shape[1]}x{image.shape[0]}, resized to "
-              f"{width}x{height}", file=sys.stderr)
-        image = tf.image.resize(image, (height, width), antialias=True)
-    return image.numpy()
-
-
-def load_model(path: str):
-    """A function from a batch of images to a batch of class probabilities.
-
-    Loading a file that is not a model fails with whichever exception its
-    parser meets first (ValueError, OSError, KeyError, ...), so any failure
-    becomes a UserError naming the file.
-    """
-    if not os.path.exists(path):
-        raise _cannot_load(path, "No such file or directory")
-    if os.path.isdir(path):
-        return _load_saved_model(path)
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as error:
-        reason = first_line(error) if zipfile.is_zipfile(path) else "not a .keras file"
-        raise _cannot_load(path, reason) from None
-    return lambda images: keras.ops.convert_to_numpy(model(images, training=False))
-
-
-def _load_saved_model(path: str):
-    """Keras' `model.export()` writes a SavedModel whose `serve` maps images to outputs."""
-    if not any(os.path.exists(os.path.join(path, name))
-               for name in ("saved_model.pb", "saved_model.pbtxt")):
-        raise _cannot_load(path, "a folder without saved_model.pb")
-    try:
-        saved = tf.saved_model.load(path)
-    except Exception as error:
-        raise _cannot_load(path, first_line(error)) from None
-    if not hasattr(saved, "serve"):
-        raise _cannot_load(path, "no serve function: export it with Keras' model.export()")
-    return lambda images: saved.serve(tf.constant(images)).numpy()
-
-
-def _cannot_load(path: str, reason: str) -> UserError:
-    return UserError(f"cannot load the model {path} ({reason}): pass the model.keras file or "
-                     f"the saved_model folder of a finished run")
-
-
-def top_classes(probabilities: np.ndarray) -> str:
-    """`cat 0.8123, dog 0.1011, frog 0.0302`: the TOP most likely classes."""
-    best = np.argsort(-probabilities, kind="stable")[:TOP]
-    return ", ".join(f"{CLASS_NAMES[index]} {probabilities[index]:.4f}" for index in best)
-
-
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("name at least one image")
     with reported_in_one_line():
-        predict = load_model(FLAGS.model)
-        images = np.stack([read_image(path) for path in argv[1:]])
+        predict = predictor.load_model(FLAGS.model)
+        images = np.stack([predictor.read_image(path) for path in argv[1:]])
     for path, probabilities in zip(argv[1:], predict(images)):
-        print(f"{path}: {top_classes(probabilities)}")
+        print(f"{path}: {predictor.top_classes(probabilities)}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Trains recipes over several seeds, one normal run folder each, and compares them.
 
     python scripts/sweep.py --seeds=0,1,2 --model_dir=sweeps \\
-        --recipe="tutorial: --epochs=10 --batch_size=64" \\
-        --recipe="improved: --epochs=30 --augment=flip_crop --lr_schedule=cosine" \\
+        --recipe=recipes/tutorial.flags --recipe=recipes/improved.flags \\
+        --recipe="wider: --model=wide_cnn --epochs=5" \\
         -- --data_dir=../shared/cifar10
+
+A recipe is a flagfile (named by its file name, e.g. `tutorial`) or
+"NAME: FLAGS" inline.
 
 Runs, one after another, `python train.py <recipe flags> <flags after --> --seed=S
 --run_name=<recipe>-seed<S> --model_dir=<model_dir>`; later flags win, so the flags
@@ -24,10 +27,9 @@ import sys
 from absl import app
 from absl import flags
 
-import plots
-import run_folder
-from config import Config
-from errors import UserError, reported_in_one_line
+from cifar10_research import plots, run_folder
+from cifar10_research.config import Config
+from cifar10_research.errors import UserError, reported_in_one_line
 
 TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")
 RESULTS = "results.md"
@@ -40,8 +42,8 @@ def define_flags() -> None:
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds to run each recipe with.")
     flags.DEFINE_string("model_dir", "sweeps", "Root folder of the runs and the results.")
     flags.DEFINE_multi_string(
-        "recipe", None, 'A recipe as "NAME: TRAIN.PY FLAGS", e.g. "tutorial: --epochs=10"; '
-        "repeat the flag for each recipe.")
+        "recipe", None, 'A recipe: a flagfile such as recipes/tutorial.flags, or "NAME: '
+        'TRAIN.PY FLAGS", e.g. "quick: --epochs=2"; repeat the flag for each recipe.')
     flags.mark_flag_as_required("recipe")
     flags.register_validator(
         "seeds", lambda seeds: bool(seeds) and all(re.fullmatch(r"\d+", s) for s in seeds),
@@ -49,18 +51,37 @@ def define_flags() -> None:
 
 
 def parse_recipes(texts: list[str]) -> dict:
-    """{NAME: [FLAG, ...]} from "NAME: FLAGS" texts, in the order given."""
+    """{NAME: [FLAG, ...]} from recipe files and "NAME: FLAGS" texts, in the order given."""
     recipes = {}
     for text in texts:
-        name, colon, rest = text.partition(":")
-        name = name.strip()
-        if not colon or not re.fullmatch(r"[\w.-]+", name):
-            raise UserError(f'--recipe="{text}" is not "NAME: FLAGS" with a NAME of letters, '
-                            f'digits, "_", "-" and ".", e.g. "tutorial: --epochs=10"')
+        name, recipe_flags = read_recipe_file(text) if text.endswith(".flags") else (
+            _parse_inline_recipe(text))
         if name in recipes:
             raise UserError(f"two recipes are named {name}: give each its own name")
-        recipes[name] = shlex.split(rest)
+        recipes[name] = recipe_flags
     return recipes
+
+
+def read_recipe_file(path: str) -> tuple[str, list[str]]:
+    """(file name without .flags, its flag lines) of a flagfile like recipes/tutorial.flags."""
+    try:
+        with open(path) as file:
+            lines = [line.strip() for line in file]
+    except OSError as error:
+        raise UserError(f"cannot read the recipe {path} ({error.strerror}): pass a flagfile "
+                        f"such as recipes/tutorial.flags, or \"NAME: FLAGS\"") from None
+    name = os.path.basename(path)[:-len(".flags")]
+    return name, [line for line in lines if line and not line.startswith("#")]
+
+
+def _parse_inline_recipe(text: str) -> tuple[str, list[str]]:
+    name, colon, rest = text.partition(":")
+    name = name.strip()
+    if not colon or not re.fullmatch(r"[\w.-]+", name):
+        raise UserError(f'--recipe="{text}" is not "NAME: FLAGS" with a NAME of letters, '
+                        f'digits, "_", "-" and ".", e.g. "tutorial: --epochs=10", nor a '
+                        f'recipes/*.flags file')
+    return name, shlex.split(rest)
 
 
 def run_name(recipe: str, seed: int) -> str:

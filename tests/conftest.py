@@ -1,21 +1,62 @@
-"""Shared fixtures. Every test process sees 2 logical CPU devices, so the same
-run can be compared on one device and mirrored over two."""
+"""Shared fixtures and helpers. Every test process sees 2 logical CPU devices, so
+the same run can be compared on one device and mirrored over two.
+
+Tests that start real processes (train.py, scripts, workers, TensorBoard) are
+marked `slow`; `pytest -m "not slow"` leaves them out for a quick loop.
+"""
 
 import contextlib
+import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-import quiet
+from cifar10_research import dataset, distribute, loop
+from cifar10_research.config import Config
+from tests import fake_cifar
 
-quiet.import_tensorflow_quietly()
-
-import distribute  # noqa: E402
-
-from tests import fake_cifar  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 distribute.configure_devices(num_cpu_devices=2, gpus="")
+
+
+def one_device() -> tf.distribute.Strategy:
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def two_replicas() -> tf.distribute.Strategy:
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def tiny_split(rows: int, seed: int = 0) -> dataset.Split:
+    images, labels = fake_cifar.images_and_labels(rows, seed)
+    return dataset.Split(images, labels.astype(np.int32))
+
+
+def tiny_cifar(train_rows: int = 128, test_rows: int = 40) -> dataset.Cifar10:
+    """An in-memory dataset whose classes a model learns in a few steps."""
+    return dataset.Cifar10(tiny_split(train_rows, 1), tiny_split(test_rows, 2),
+                           dataset.CLASS_NAMES)
+
+
+def train_tiny(workdir, strategy=None, cifar=None, **settings) -> dict:
+    """Trains 2 epochs of batch 16 on `cifar` (default: tiny_cifar()), as changed by
+    `settings`, into `workdir`; returns train_and_evaluate's results."""
+    config = Config(epochs=2, batch_size=16, learning_rate=3e-3, log_every_n_steps=2,
+                    run_name=os.path.basename(str(workdir))).replace(**settings)
+    return loop.train_and_evaluate(config, str(workdir), strategy=strategy or one_device(),
+                                   cifar=cifar or tiny_cifar())
+
+
+def run_python(script: str, *args, timeout: int = 300, env: dict | None = None):
+    """Runs `python <script> <args>` from the repository root, with `env` added to
+    the environment; returns the finished process."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
 
 
 @pytest.fixture

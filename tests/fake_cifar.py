@@ -10,7 +10,7 @@ import tarfile
 
 import numpy as np
 
-from data import CLASS_NAMES
+from cifar10_research.dataset import CLASS_NAMES
 FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 

@@ -3,8 +3,7 @@ import pytest
 import tensorflow as tf
 
 import data
-from errors import UserError
-from tests import fake_cifar
+from tests.conftest import tiny_split
 
 SEED = tf.constant([7, 1], tf.int64)
 OTHER_SEED = tf.constant([7, 2], tf.int64)
@@ -70,14 +69,8 @@ def test_crop_shifts_each_image_by_up_to_4_pixels_with_zeros():
     assert any(shifted)
 
 
-def test_an_unknown_mode_is_a_user_error():
-    with pytest.raises(UserError, match=r"unknown --augment=rotate: use one of none, flip"):
-        data.augment(*_batch(2), "rotate", SEED)
-
-
 def _split(rows=40):
-    images, labels = fake_cifar.images_and_labels(rows, seed=3)
-    return data.Split(images, labels.astype(np.int32))
+    return tiny_split(rows, seed=3)
 
 
 def _images(dataset):
@@ -109,9 +102,3 @@ def test_evaluation_batches_are_never_augmented():
     split = _split()
     images = np.concatenate(_images(data.eval_dataset(split, 8)))
     np.testing.assert_array_equal(images, split.images.astype(np.float32) / 255.0)
-
-
-def test_train_dataset_names_an_unknown_augmentation_in_one_line():
-    with pytest.raises(UserError) as raised:
-        data.train_dataset(_split(), 8, seed=1, epoch=1, augmentation="rotate")
-    assert str(raised.value) == "unknown --augment=rotate: use one of none, flip, flip_crop"

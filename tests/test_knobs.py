@@ -2,32 +2,19 @@
 
 import os
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
-import data
-import run_folder
-import trainer
-from config import Config
-from errors import UserError
-from tests import events, fake_cifar
-
-
-def tiny_cifar():
-    def split(rows, seed):
-        images, labels = fake_cifar.images_and_labels(rows, seed)
-        return data.Split(images, labels.astype(np.int32))
-    return data.Cifar10(split(128, 1), split(40, 2), fake_cifar.CLASS_NAMES)
+from cifar10_research import run_folder
+from cifar10_research.config import Config
+from cifar10_research.errors import UserError
+from cifar10_research.learner import Learner
+from tests import events
+from tests.conftest import one_device, train_tiny
 
 
 def train(tmp_path, name="knobs", **options):
-    config = Config(epochs=2, batch_size=16, learning_rate=3e-3, log_every_n_steps=2,
-                    run_name=name).replace(**options)
-    workdir = str(tmp_path / name)
-    results = trainer.train_and_evaluate(config, workdir, cifar=tiny_cifar(),
-                                         strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
-    return results, workdir
+    workdir = tmp_path / name
+    return train_tiny(workdir, **options), str(workdir)
 
 
 def test_the_learning_rate_follows_the_schedule_and_is_logged(tmp_path):
@@ -54,8 +41,7 @@ def test_label_smoothing_raises_the_training_loss_floor(tmp_path):
 
 
 def test_weight_decay_uses_adamw_sparing_biases(tmp_path):
-    learner = trainer.Trainer(tf.distribute.OneDeviceStrategy("/cpu:0"),
-                              Config(weight_decay=0.05), steps_per_epoch=8)
+    learner = Learner(one_device(), Config(weight_decay=0.05), steps_per_epoch=8)
     assert type(learner.optimizer).__name__ == "AdamW"
     results, _ = train(tmp_path, weight_decay=0.05)
     assert results["history"]["loss"][1] < results["history"]["loss"][0]

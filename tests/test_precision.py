@@ -2,27 +2,17 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-import data
-import trainer
-from config import Config
-from errors import UserError
-from tests import fake_cifar
-
-
-def tiny_cifar():
-    def split(rows, seed):
-        images, labels = fake_cifar.images_and_labels(rows, seed)
-        return data.Split(images, labels.astype(np.int32))
-    return data.Cifar10(split(128, 1), split(40, 2), fake_cifar.CLASS_NAMES)
+from cifar10_research import loop, run_folder
+from cifar10_research.config import Config
+from cifar10_research.errors import UserError
+from cifar10_research.learner import Learner
+from tests import events
+from tests.conftest import one_device, tiny_cifar, train_tiny, two_replicas
 
 
 def train(tmp_path, strategy, **options):
-    config = Config(epochs=2, batch_size=16, learning_rate=3e-3, run_name="options",
-                    **options)
-    return trainer.train_and_evaluate(config, str(tmp_path / "run"), strategy=strategy,
-                                      cifar=tiny_cifar())
+    return train_tiny(tmp_path / "run", strategy, log_every_n_steps=100, **options)
 
 
 @pytest.mark.parametrize("precision, compute_dtype, optimizer", [
@@ -31,8 +21,7 @@ def train(tmp_path, strategy, **options):
 ])
 def test_mixed_precision_computes_in_half_and_outputs_float32(precision, compute_dtype,
                                                               optimizer):
-    learner = trainer.Trainer(tf.distribute.OneDeviceStrategy("/cpu:0"),
-                              Config(mixed_precision=precision), steps_per_epoch=8)
+    learner = Learner(one_device(), Config(mixed_precision=precision), steps_per_epoch=8)
     assert learner.model.layers[0].compute_dtype == compute_dtype
     assert learner.model.layers[0].variable_dtype == "float32"
     assert learner.model.layers[-1].compute_dtype == "float32"
@@ -42,19 +31,35 @@ def test_mixed_precision_computes_in_half_and_outputs_float32(precision, compute
 @pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])
 def test_mixed_precision_trains(tmp_path, strategy, precision):
-    chosen = (tf.distribute.OneDeviceStrategy("/cpu:0") if strategy == "one_device"
-              else tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    chosen = one_device() if strategy == "one_device" else two_replicas()
     history = train(tmp_path, chosen, mixed_precision=precision)["history"]
     assert np.isfinite(history["loss"]).all()
     assert history["loss"][1] < history["loss"][0]
 
 
 def test_jit_compile_trains(tmp_path):
-    history = train(tmp_path, tf.distribute.OneDeviceStrategy("/cpu:0"),
-                    jit_compile=True)["history"]
+    history = train(tmp_path, one_device(), jit_compile=True)["history"]
     assert history["loss"][1] < history["loss"][0]
 
 
 def test_jit_compile_over_logical_cpus_is_refused(tmp_path):
     with pytest.raises(UserError, match="--jit_compile cannot mirror over logical CPU devices"):
-        train(tmp_path, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), jit_compile=True)
+        train(tmp_path, two_replicas(), jit_compile=True)
+
+
+def test_skipped_float16_steps_leave_the_schedule_on_the_loops_step(tmp_path):
+    """Loss scaling skips the updates whose gradients overflow; the learning rate
+    must still be the schedule's value at the loop's step, and end at 0."""
+    config = Config(epochs=2, batch_size=16, learning_rate=3e-3, log_every_n_steps=2,
+                    lr_schedule="cosine", mixed_precision="float16", run_name="overflow")
+    training = loop.TrainingLoop(config, str(tmp_path / "overflow"), one_device(),
+                                 tiny_cifar())
+    training.learner.optimizer.dynamic_scale.assign(2.0**24)  # Overflows float16 at first.
+    training.run()
+    applied = int(training.learner.optimizer.iterations.numpy())
+    assert 0 < applied < training.step() == 16
+    logged = events.scalars(str(tmp_path / "overflow" / run_folder.TRAIN_LOGS))["learning_rate"]
+    assert [step for step, _ in logged] == list(range(2, 17, 2))
+    for step, rate in logged:
+        assert rate == pytest.approx(float(training.learner.schedule(step)), abs=1e-9), step
+    assert logged[-1][1] == pytest.approx(0.0, abs=1e-9)

@@ -1,27 +1,23 @@
 """scripts/predict.py, run as a subprocess: each run costs seconds of TensorFlow
 import, so one run classifies all the images."""
 
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import model
-from data import CLASS_NAMES
+from cifar10_research.dataset import CLASS_NAMES
+from tests.conftest import run_python
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
 # name: (height, width, channels); only big.jpg needs resizing.
 IMAGES = {"rgb.png": (32, 32, 3), "big.jpg": (48, 64, 3), "gray.png": (32, 32, 1)}
 
 
 def run_predict(*args):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "predict.py"), *args],
-                          capture_output=True, text=True, timeout=120, env=env)
+    return run_python("scripts/predict.py", *args)
 
 
 @pytest.fixture(scope="module")

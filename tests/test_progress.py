@@ -1,7 +1,7 @@
 import io
 
-import metrics
-from progress import EpochProgress
+from cifar10_research import metrics
+from cifar10_research.progress import EpochProgress
 
 
 class Terminal(io.StringIO):

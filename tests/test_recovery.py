@@ -8,15 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import run_folder
-import trainer
-from config import Config
-from errors import UserError
+from cifar10_research import evaluation, loop, run_folder
+from cifar10_research.config import Config
+from cifar10_research.errors import UserError
 from tests import fake_cifar
-
-
-def one_device():
-    return tf.distribute.OneDeviceStrategy("/cpu:0")
+from tests.conftest import one_device
 
 
 @pytest.fixture
@@ -29,7 +25,7 @@ def tiny(tmp_path):
 
 
 def train(config, workdir):
-    return trainer.train_and_evaluate(config, workdir, strategy=one_device())
+    return loop.train_and_evaluate(config, workdir, strategy=one_device())
 
 
 def checkpoint_files(workdir):
@@ -74,6 +70,8 @@ def test_a_checkpoint_of_another_model_is_refused(tiny):
     config, workdir = tiny
     other = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax")])
+    os.makedirs(workdir)
+    run_folder.write_text(os.path.join(workdir, run_folder.FLAGFILE), config.to_flagfile())
     tf.train.CheckpointManager(tf.train.Checkpoint(model=other),
                                os.path.join(workdir, run_folder.CHECKPOINTS), 1).save()
     with pytest.raises(UserError, match="does not fit this model .*use another --run_name"):
@@ -112,19 +110,20 @@ def test_eval_mode_evaluates_the_latest_or_a_chosen_checkpoint(tiny, capsys):
     config, workdir = tiny
     config = config.replace(keep_checkpoints=10)
     finished = train(config, workdir)
-    latest = trainer.evaluate_checkpoint(config.replace(mode="eval"), workdir,
-                                         strategy=one_device())
+    latest = evaluation.evaluate_checkpoint(config.replace(mode="eval"), workdir,
+                                            strategy=one_device())
     assert latest["test_accuracy"] == finished["test_accuracy"]
     assert latest["checkpoint"].endswith("ckpt-14")
     with open(os.path.join(workdir, run_folder.EVAL_RESULTS)) as file:
         assert json.load(file) == latest
     chosen = os.path.join(workdir, run_folder.CHECKPOINTS, "ckpt-7")
-    earlier = trainer.evaluate_checkpoint(config.replace(mode="eval", checkpoint=chosen),
-                                          workdir, strategy=one_device())
+    earlier = evaluation.evaluate_checkpoint(config.replace(mode="eval", checkpoint=chosen),
+                                             workdir, strategy=one_device())
     assert earlier["test_accuracy"] == finished["history"]["val_accuracy"][0]
     with pytest.raises(UserError, match="cannot read checkpoint .*ckpt-99"):
-        trainer.evaluate_checkpoint(config.replace(mode="eval", checkpoint=chosen[:-1] + "99"),
-                                    workdir, strategy=one_device())
+        evaluation.evaluate_checkpoint(
+            config.replace(mode="eval", checkpoint=chosen[:-1] + "99"), workdir,
+            strategy=one_device())
 
 
 def test_a_finished_run_missing_its_model_gets_it_back(tiny):
@@ -149,3 +148,32 @@ def test_a_new_batch_size_is_refused_in_the_middle_of_an_epoch_even_forced(tiny,
         train(config, workdir)  # Leaves ckpt-4: step 4 of epoch 1.
     with pytest.raises(UserError, match="ckpt-4 stopped in the middle of an epoch"):
         train(config.replace(batch_size=8, force=True), workdir)
+
+
+def test_resuming_with_another_model_names_it_before_any_restore(tiny):
+    config, workdir = tiny
+    train(config.replace(epochs=1), workdir)
+    for forced in (False, True):
+        with pytest.raises(UserError, match=r"holds checkpoints of another network: --model "
+                                            r"\(was simple_cnn, now wide_cnn\)"):
+            train(config.replace(model="wide_cnn", force=forced), workdir)
+
+
+def test_eval_mode_refuses_another_network_by_name(tiny):
+    config, workdir = tiny
+    train(config.replace(epochs=1, model="wide_cnn"), workdir)
+    with pytest.raises(UserError, match=r"--model \(was wide_cnn, now simple_cnn\); leave these "
+                                        r"flags out to use the run's own"):
+        evaluation.evaluate_checkpoint(config.replace(mode="eval"), workdir,
+                                       strategy=one_device())
+
+
+def test_a_forced_new_batch_size_at_an_epoch_end_keeps_the_epochs_done(tiny, capsys):
+    config, workdir = tiny
+    train(config.replace(epochs=1), workdir)  # 7 steps of 16 images.
+    capsys.readouterr()
+    results = train(config.replace(batch_size=8, force=True), workdir)
+    assert "ckpt-7: epoch 2, after step 0 of 15" in capsys.readouterr().out
+    assert len(results["history"]["loss"]) == 2
+    checkpoints = os.path.join(workdir, run_folder.CHECKPOINTS)
+    assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-30")  # 2 epochs of 15.

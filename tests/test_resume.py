@@ -1,7 +1,6 @@
 """Real processes killed and resumed end exactly like an uninterrupted run."""
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -10,10 +9,11 @@ import time
 
 import pytest
 
-import run_folder
+from cifar10_research import run_folder
 from tests import events, fake_cifar
+from tests.conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
 STEPS_PER_EPOCH = 250  # 5 x 400 training images / batch 8.
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Not "seconds": wall time.
 

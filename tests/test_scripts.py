@@ -1,18 +1,18 @@
+"""scripts/plot_run.py and scripts/benchmark.py, run as a user runs them."""
+
 import json
-import os
 import statistics
-import subprocess
-import sys
 
-import run_folder
+import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cifar10_research import run_folder
+from tests.conftest import run_python
+
+pytestmark = pytest.mark.slow
 
 
 def run_script(name, *args):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],
-                          capture_output=True, text=True, timeout=120, env=env)
+    return run_python(f"scripts/{name}", *args)
 
 
 def test_plot_run_redraws_the_accuracy_plot(tmp_path):

@@ -1,15 +1,13 @@
 import os
 import shlex
-import subprocess
 import sys
 
 import pytest
 
-import run_folder
-from errors import UserError
+from cifar10_research import run_folder
+from cifar10_research.errors import UserError
 from scripts import sweep
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import ROOT, run_python
 
 
 def _write_history(workdir, val_accuracy, seconds=10.0):
@@ -21,14 +19,21 @@ def _write_history(workdir, val_accuracy, seconds=10.0):
 
 
 def _run_sweep(*args):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "sweep.py"), *args],
-                          capture_output=True, text=True, timeout=120, env=env)
+    return run_python("scripts/sweep.py", *args)
 
 
 def test_parses_recipes_in_order():
     assert sweep.parse_recipes(["tutorial: --epochs=10 --batch_size=64", "plain:"]) == {
         "tutorial": ["--epochs=10", "--batch_size=64"], "plain": []}
+
+
+def test_a_recipe_file_is_named_by_its_file_and_gives_its_flag_lines(tmp_path):
+    (tmp_path / "quick.flags").write_text("# Two epochs.\n--epochs=2\n\n  --seed=3\n")
+    assert sweep.parse_recipes([str(tmp_path / "quick.flags"), "plain:"]) == {
+        "quick": ["--epochs=2", "--seed=3"], "plain": []}
+    with pytest.raises(UserError, match=r"cannot read the recipe .*missing.flags \(No such "
+                                        r"file or directory\): pass a flagfile"):
+        sweep.parse_recipes([str(tmp_path / "missing.flags")])
 
 
 @pytest.mark.parametrize("texts, message", [
@@ -81,6 +86,7 @@ def test_one_seed_has_no_std(tmp_path):
         "| plain | (defaults) | 1 | 0.6123 ± n/a | 10 |")
 
 
+@pytest.mark.slow
 def test_a_resumed_sweep_reuses_finished_runs_and_writes_results(tmp_path):
     for seed in (0, 1):
         _write_history(tmp_path / f"quick-seed{seed}", [0.4, 0.5 + seed / 10])
@@ -95,6 +101,7 @@ def test_a_resumed_sweep_reuses_finished_runs_and_writes_results(tmp_path):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
 
 
+@pytest.mark.slow
 def test_a_failed_run_ends_the_sweep_with_one_error_line(tmp_path):
     result = _run_sweep("--seeds=0", f"--model_dir={tmp_path}", "--recipe=bad: --epochs=1",
                         "--", "--no_such_flag=1")

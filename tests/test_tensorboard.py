@@ -11,14 +11,11 @@ import urllib.request
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-import run_folder
-import trainer
-from config import Config
+from cifar10_research import loop, run_folder
+from cifar10_research.config import Config
 from tests import events, fake_cifar
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import one_device, run_python
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -35,8 +32,8 @@ def run_root(tmp_path_factory):
     config = Config(epochs=2, batch_size=16, learning_rate=3e-3, data_dir=str(root / "data"),
                     log_every_n_steps=3, run_name="watched", histograms=True,
                     profile_steps="2,4")
-    results = trainer.train_and_evaluate(config, str(root / "runs" / "watched"),
-                                         strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
+    results = loop.train_and_evaluate(config, str(root / "runs" / "watched"),
+                                      strategy=one_device())
     return root / "runs", results
 
 
@@ -106,6 +103,7 @@ def test_the_run_folder_figures_are_pngs_of_sensible_size(run_root):
         assert 250 <= width <= 1500 and 250 <= height <= 1500, name
 
 
+@pytest.mark.slow
 def test_compare_runs_overlays_several_runs(run_root, tmp_path):
     runs, results = run_root
     other = tmp_path / "other"
@@ -114,10 +112,8 @@ def test_compare_runs_overlays_several_runs(run_root, tmp_path):
                for key, values in results["history"].items()}
     (other / run_folder.HISTORY).write_text(json.dumps(history))
     output = tmp_path / "comparison.png"
-    result = subprocess.run(
-        [sys.executable, "scripts/compare_runs.py", str(runs / "watched"), str(other),
-         f"--output={output}"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": ROOT})
+    result = run_python("scripts/compare_runs.py", str(runs / "watched"), str(other),
+                        f"--output={output}")
     assert result.returncode == 0, result.stderr
     width, height = png_size(output.read_bytes())
     assert width > height >= 300
@@ -135,6 +131,7 @@ def _get(url, body=None):
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_a_real_tensorboard_serves_the_run(run_root):
     runs, _ = run_root
     port = _free_port()

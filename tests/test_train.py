@@ -1,21 +1,19 @@
+"""A whole run, in-process and through train.py: what it trains and what it writes."""
+
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import data
-import run_folder
-import trainer
-from config import Config
-from errors import UserError
-from tests import events
+from cifar10_research import dataset, loop, run_folder
+from cifar10_research.config import Config
+from cifar10_research.errors import UserError
+from tests import events, fake_cifar
+from tests.conftest import one_device, run_python
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -25,19 +23,14 @@ def tiny_config(data_dir, **changes):
                   log_every_n_steps=3, run_name="tiny").replace(**changes)
 
 
-def one_device():
-    return tf.distribute.OneDeviceStrategy("/cpu:0")
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One 2-epoch run on the tiny dataset, shared by the checks below."""
     root = tmp_path_factory.mktemp("run")
-    from tests import fake_cifar
     fake_cifar.write_folder(str(root / "data"))
     config = tiny_config(str(root / "data"))
     workdir = str(root / "runs" / "tiny")
-    results = trainer.train_and_evaluate(config, workdir, strategy=one_device())
+    results = loop.train_and_evaluate(config, workdir, strategy=one_device())
     return config, workdir, results
 
 
@@ -68,7 +61,7 @@ def test_the_run_folder_holds_every_file(finished_run):
 def test_the_saved_model_predicts_like_the_trained_one(finished_run, tiny_data_dir):
     _, workdir, _ = finished_run
     saved = keras.models.load_model(os.path.join(workdir, run_folder.MODEL))
-    images = data.load_cifar10(tiny_data_dir).test.images[:4].astype(np.float32) / 255.0
+    images = dataset.load_cifar10(tiny_data_dir).test.images[:4].astype(np.float32) / 255.0
     assert saved.count_params() == 167_562
     restored = keras.models.clone_model(saved)
     checkpoint = tf.train.Checkpoint(model=restored)
@@ -95,7 +88,7 @@ def test_a_finished_run_is_evaluated_not_trained_again(finished_run, capsys):
     config, workdir, results = finished_run
     with open(os.path.join(workdir, run_folder.HISTORY)) as file:
         before = file.read()
-    again = trainer.train_and_evaluate(config, workdir, strategy=one_device())
+    again = loop.train_and_evaluate(config, workdir, strategy=one_device())
     assert "has finished its 2 epochs: evaluating it" in capsys.readouterr().out
     assert again["weights_fingerprint"] == results["weights_fingerprint"]
     assert again["test_accuracy"] == results["test_accuracy"]
@@ -107,21 +100,20 @@ def test_a_run_folder_that_cannot_be_written_is_refused(tiny_data_dir, tmp_path)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write the run folder .*a writable --model_dir"):
-        trainer.train_and_evaluate(tiny_config(tiny_data_dir), str(blocker / "run"),
-                                   strategy=one_device())
+        loop.train_and_evaluate(tiny_config(tiny_data_dir), str(blocker / "run"),
+                                strategy=one_device())
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tiny_data_dir, tmp_path):
     with pytest.raises(UserError, match="--batch_size=256 is larger than the 120 training"):
-        trainer.train_and_evaluate(tiny_config(tiny_data_dir, batch_size=256),
-                                   str(tmp_path / "run"), strategy=one_device())
+        loop.train_and_evaluate(tiny_config(tiny_data_dir, batch_size=256),
+                                str(tmp_path / "run"), strategy=one_device())
 
 
+@pytest.mark.slow
 def test_train_py_trains_prints_results_and_no_banners(tiny_data_dir, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "train.py", f"--data_dir={tiny_data_dir}", "--epochs=1",
-         "--batch_size=16", f"--model_dir={tmp_path}", "--run_name=cli"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_python("train.py", f"--data_dir={tiny_data_dir}", "--epochs=1",
+                        "--batch_size=16", f"--model_dir={tmp_path}", "--run_name=cli")
     assert result.returncode == 0, result.stderr
     assert "Epoch 1/1 - loss" in result.stdout
     assert "Test accuracy: " in result.stdout
@@ -130,14 +122,25 @@ def test_train_py_trains_prints_results_and_no_banners(tiny_data_dir, tmp_path):
     assert (tmp_path / "cli" / run_folder.HISTORY).is_file()
 
 
+@pytest.mark.slow
 def test_train_py_reports_bad_data_in_one_line(tiny_data_dir, tmp_path):
-    os.remove(os.path.join(tiny_data_dir, data.FOLDER, "test_batch"))
-    result = subprocess.run(
-        [sys.executable, "train.py", f"--data_dir={tiny_data_dir}",
-         f"--model_dir={tmp_path}", "--run_name=bad"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    os.remove(os.path.join(tiny_data_dir, dataset.FOLDER, "test_batch"))
+    result = run_python("train.py", f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}",
+                        "--run_name=bad")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"error: {tiny_data_dir}/{data.FOLDER}/test_batch is missing: re-extract "
-        f"{data.TARBALL} there, or delete {tiny_data_dir}/{data.FOLDER} to download again"]
+        f"error: {tiny_data_dir}/{dataset.FOLDER}/test_batch is missing: re-extract "
+        f"{dataset.TARBALL} there, or delete {tiny_data_dir}/{dataset.FOLDER} to download again"]
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_eval_mode_takes_the_network_from_the_runs_flags(tiny_data_dir, tmp_path):
+    config = tiny_config(tiny_data_dir, epochs=1, model="wide_cnn", run_name="wide")
+    trained = loop.train_and_evaluate(config, str(tmp_path / "wide"), strategy=one_device())
+    result = run_python("train.py", "--mode=eval", f"--model_dir={tmp_path}", "--run_name=wide",
+                        f"--data_dir={tiny_data_dir}", "--batch_size=16")
+    assert result.returncode == 0, result.stderr
+    assert f"Test accuracy: {trained['test_accuracy']:.4f}" in result.stdout
+    results = json.loads((tmp_path / "wide" / run_folder.EVAL_RESULTS).read_text())
+    assert results["test_accuracy"] == pytest.approx(trained["test_accuracy"])

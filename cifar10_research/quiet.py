@@ -2,8 +2,10 @@
 
 TensorFlow's C++ side prints oneDNN and CUDA-probe notices while it loads,
 before TF_CPP_MIN_LOG_LEVEL is read (tensorflow#100442), so the only way to
-hide them is to point file descriptor 2 elsewhere during the import. Set
-TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's C++ log again when debugging.
+hide them is to point file descriptor 2 elsewhere during the import. The
+package's `__init__` calls this, so it happens once, before any module of the
+package imports TensorFlow. Set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's
+C++ log again when debugging.
 """
 
 import contextlib
@@ -25,7 +27,7 @@ def _stderr_discarded():
 
 
 def import_tensorflow_quietly() -> None:
-    """Call first in an entry point, before anything imports TensorFlow."""
+    """Imports TensorFlow and Keras with stderr silenced, unless asked to log."""
     if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
         return
     with _stderr_discarded():

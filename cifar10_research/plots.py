@@ -4,10 +4,10 @@ import io
 import os
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
 matplotlib.use("Agg")  # Files only: no display needed, on servers too.
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 WRONG = "tab:red"
 RIGHT = "tab:green"

@@ -1,4 +1,5 @@
-"""The live progress line of an epoch and the summary line after it."""
+"""What a run prints: the live progress line of an epoch, the summary line after it,
+and the test results."""
 
 import sys
 import time
@@ -55,3 +56,8 @@ class EpochProgress:
         ending = "\r\033[K" if self._interactive else ""
         self._stream.write(f"{ending}{self._prefix} - {fields} - {seconds:.1f}s\n")
         self._stream.flush()
+
+
+def print_test_results(test) -> None:
+    """`test`: metrics.Averages of the test set."""
+    print(f"Test accuracy: {test.accuracy:.4f} (loss {test.loss:.4f}, {test.count} images)")

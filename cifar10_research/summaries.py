@@ -11,9 +11,8 @@ import os
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-import metrics
-import run_folder
-from config import Config
+from cifar10_research import metrics, run_folder
+from cifar10_research.config import Config
 
 
 class Summaries:

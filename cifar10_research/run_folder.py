@@ -7,7 +7,7 @@ a crash never leaves a half-written one.
 import json
 import os
 
-from errors import UserError
+from cifar10_research.errors import UserError
 
 FLAGFILE = "flags.txt"
 HISTORY = "history.json"
@@ -23,6 +23,10 @@ CHECKPOINTS = "checkpoints"
 TRAIN_LOGS = "train"
 VALIDATION_LOGS = "validation"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def empty_history() -> dict:
+    return {key: [] for key in HISTORY_KEYS}
 
 
 def prepare(workdir: str) -> None:
@@ -77,7 +81,7 @@ def read_history(workdir: str, epochs: int | None = None) -> dict:
     """
     path = os.path.join(workdir, HISTORY)
     if epochs == 0 and not os.path.exists(path):
-        return {key: [] for key in HISTORY_KEYS}
+        return empty_history()
     try:
         with open(path) as file:
             history = json.load(file)

@@ -4,7 +4,7 @@ import sys
 
 import tensorflow as tf
 
-from errors import UserError, first_line
+from cifar10_research.errors import UserError, first_line
 
 
 class Checkpoints:

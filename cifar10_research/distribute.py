@@ -5,7 +5,7 @@ import os
 
 import tensorflow as tf
 
-from errors import UserError
+from cifar10_research.errors import UserError
 
 
 def configure_devices(num_cpu_devices: int, gpus: str) -> None:
@@ -29,21 +29,31 @@ def configure_devices(num_cpu_devices: int, gpus: str) -> None:
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy for --strategy=`name` over the devices left visible."""
-    if name == "multi_worker":
-        # Before anything lists logical devices: that starts the runtime, and
-        # collective ops must be configured before it starts.
-        _check_tf_config(os.environ.get("TF_CONFIG"))
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
-    if name == "auto":
-        name = "mirrored" if len(gpus) >= 2 else "one_device"
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy((gpus or cpus)[0])
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy(gpus or cpus)
-    raise UserError(f"unknown --strategy={name}: use auto, one_device, mirrored "
-                    f"or multi_worker")
+    return STRATEGIES[name]()
+
+
+def _logical_devices(kind: str) -> list[str]:
+    return [device.name for device in tf.config.list_logical_devices(kind)]
+
+
+def _one_device() -> tf.distribute.Strategy:
+    return tf.distribute.OneDeviceStrategy((_logical_devices("GPU") or _logical_devices("CPU"))[0])
+
+
+def _mirrored() -> tf.distribute.Strategy:
+    return tf.distribute.MirroredStrategy(_logical_devices("GPU") or _logical_devices("CPU"))
+
+
+def _auto() -> tf.distribute.Strategy:
+    """Mirrored over all visible GPUs when there are 2 or more, else one device."""
+    return _mirrored() if len(_logical_devices("GPU")) >= 2 else _one_device()
+
+
+def _multi_worker() -> tf.distribute.Strategy:
+    # Before anything lists logical devices: that starts the runtime, and
+    # collective ops must be configured before it starts.
+    _check_tf_config(os.environ.get("TF_CONFIG"))
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def _check_tf_config(raw: str | None) -> None:
@@ -80,3 +90,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
+
+
+# The strategies by --strategy name.
+STRATEGIES = {"auto": _auto, "one_device": _one_device, "mirrored": _mirrored,
+              "multi_worker": _multi_worker}

@@ -1,0 +1,228 @@
+"""The settings of a run, each declared once: default, help, allowed values, kind.
+
+`Config` is what the library takes; `flags.py` derives one absl flag per field
+from its declaration, the run's flags.txt is written from it, and a resume
+compares it with the saved one by each field's kind. A Config checks its own
+values, so a test or notebook that builds one gets the errors a command line
+gets. Allowed names come from the registries themselves (model.MODELS,
+data.AUGMENTATIONS, ...): a new entry there is a new allowed value here.
+"""
+
+import dataclasses
+import os
+import re
+from typing import Callable
+
+import data
+import model
+from cifar10_research import distribute, precision, schedules
+from cifar10_research.errors import UserError
+
+# What a setting is for, which decides where it goes:
+COMPUTES = "computes"  # changes what a run computes: a resume must keep it (or --force)
+RUNS = "runs"  # where and how a run runs: saved in flags.txt, free to change on resume
+COMMAND = "command"  # concerns one command, not the run: not saved in flags.txt
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A check of one value: `holds(value)`, else the error `--<name> <says>`."""
+
+    holds: Callable
+    says: str
+
+    def message(self, name: str) -> str:
+        return f"--{name} {self.says}"
+
+
+def at_least(minimum) -> Rule:
+    return Rule(lambda value: value >= minimum, f"must be at least {minimum}")
+
+
+def _matches(pattern: str, says: str) -> Rule:
+    return Rule(lambda value: re.fullmatch(pattern, value) is not None, says)
+
+
+def _valid_profile_steps(value: str) -> bool:
+    match = re.fullmatch(r"(\d+),(\d+)", value)
+    return not value or bool(match and 1 <= int(match[1]) <= int(match[2]))
+
+
+def setting(default, help: str, kind: str = RUNS, *, choices=None, rule: Rule | None = None,
+            network: bool = False):
+    """A Config field's declaration.
+
+    `choices`: a registry (dict) or tuple of the allowed values. `network`:
+    the setting shapes the network's variables, so a run's checkpoints fit
+    only its own value; a command that names a run takes it from the run's
+    flags.txt unless given.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "kind": kind, "choices": tuple(choices) if choices else None,
+        "rule": rule, "network": network})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything `train_and_evaluate` needs to know about a run."""
+
+    epochs: int = setting(10, "Passes over the training set.", COMPUTES, rule=at_least(1))
+    batch_size: int = setting(
+        64, "Global batch size: the images in one optimizer step, summed over all replicas. "
+        "Must divide by the number of replicas.", COMPUTES, rule=at_least(1))
+    learning_rate: float = setting(1e-3, "Adam's (peak) learning rate.", COMPUTES,
+                                   rule=Rule(lambda value: value > 0, "must be > 0"))
+    seed: int = setting(0, "Seeds the weight initialisation and the per-epoch shuffle.",
+                        COMPUTES)
+    model: str = setting(
+        "simple_cnn", "The network, from model.py: simple_cnn is the Keras tutorial's "
+        "(167,562 parameters).", COMPUTES, choices=model.MODELS, network=True)
+    augment: str = setting(
+        "none", "Training-batch augmentation, from data.py: flip (random horizontal flips); "
+        "flip_crop (flips and random 32x32 crops after 4-pixel padding). Never applied to "
+        "evaluation.", COMPUTES, choices=data.AUGMENTATIONS)
+    lr_schedule: str = setting(
+        "constant", "How the learning rate changes over the run, after --warmup_epochs: "
+        "constant; cosine (decays to 0); step (x0.1 at 50% and 75% of the steps).",
+        COMPUTES, choices=schedules.SCHEDULES)
+    warmup_epochs: int = setting(0, "Epochs over which the learning rate rises linearly "
+                                 "from 0.", COMPUTES, rule=at_least(0))
+    weight_decay: float = setting(
+        0.0, "Decoupled weight decay; above 0 the optimizer is AdamW (biases and batch-norm "
+        "scales are not decayed).", COMPUTES, rule=at_least(0))
+    label_smoothing: float = setting(
+        0.0, "Label smoothing of the training loss, in [0, 1).", COMPUTES,
+        rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
+    mixed_precision: str = setting(
+        "none", "Compute in float16 (with loss scaling) or bfloat16, keeping float32 weights "
+        "and a float32 last layer: for GPUs (and CPUs) with fast half-precision math.",
+        COMPUTES, choices=precision.POLICIES, network=True)
+    data_dir: str = setting(
+        os.path.join("~", ".keras", "datasets"),
+        "Where CIFAR-10 lives: the folder cifar-10-batches-py/ or the tarball "
+        "cifar-10-python.tar.gz; downloaded there if neither is found. The default is "
+        "Keras' cache, so a Keras user's copy is reused.")
+    model_dir: str = setting(
+        "runs", "Root folder of the run folders; point TensorBoard at it to compare runs.")
+    run_name: str = setting(
+        "", "Name of this run's folder under --model_dir (default: the start time, e.g. "
+        "2026-11-27_14-03-59).",
+        rule=_matches(r"(?!\.+$)[\w.-]*", "may hold only letters, digits, '_', '-' and '.', "
+                      "and not only dots"))
+    log_every_n_steps: int = setting(
+        100, "Write training loss and accuracy to TensorBoard every this many steps.",
+        rule=at_least(1))
+    strategy: str = setting(
+        "auto", "auto: mirrored over all visible GPUs when there are 2 or more, else one "
+        "device; one_device; mirrored: all visible GPUs (or the logical CPUs of "
+        "--num_cpu_devices); multi_worker: MultiWorkerMirroredStrategy set up from the "
+        "TF_CONFIG environment variable.", choices=distribute.STRATEGIES)
+    num_cpu_devices: int = setting(
+        1, "Split the CPU into this many logical devices, so mirrored training can be "
+        "tried without GPUs.", rule=at_least(1))
+    gpus: str = setting("", "Comma-separated indices of the GPUs to use, e.g. 0,2 "
+                        "(default: all).",
+                        rule=_matches(r"(\d+(,\d+)*)?", "must be comma-separated GPU "
+                                      "indices, e.g. 0,1"))
+    steps_per_loop: int = setting(
+        1, "Training steps run inside one tf.function call; more cuts the Python overhead "
+        "per step, with the same results.", rule=at_least(1))
+    histograms: bool = setting(
+        False, "Write weight and gradient histograms to TensorBoard after each epoch.")
+    profile_steps: str = setting(
+        "", "START,END: profile training steps START to END (counted from 1) into the run's "
+        "TensorBoard profile tab, e.g. 50,60.",
+        rule=Rule(_valid_profile_steps, "must be START,END with 1 <= START <= END, e.g. "
+                  "50,60"))
+    checkpoint_every_n_steps: int = setting(
+        500, "Save a checkpoint every this many steps, besides each epoch's end (0: only at "
+        "epoch ends). Rerunning a stopped run resumes from its latest checkpoint.",
+        rule=Rule(lambda value: value >= 0, "must be 0 (epoch ends only) or more"))
+    keep_checkpoints: int = setting(3, "How many recent checkpoints to keep.",
+                                    rule=at_least(1))
+    deterministic: bool = setting(
+        False, "Make TensorFlow's ops deterministic, so two runs with the same --seed give "
+        "bit-identical weights (slower on GPU).")
+    stop_on_nonfinite: bool = setting(
+        True, "Stop with an error when the training loss becomes NaN or infinite, keeping "
+        "the last good checkpoint.")
+    jit_compile: bool = setting(
+        False, "Compile the training step with XLA. Measured slower on this project's CPU.")
+    force: bool = setting(
+        False, "Resume even though flags that change what the run computes differ from "
+        "the run's saved flags.txt.", COMMAND)
+    mode: str = setting(
+        "train", "train: train (or resume) the run; eval: evaluate the run's latest "
+        "checkpoint (or --checkpoint) on the test set.", COMMAND, choices=("train", "eval"))
+    checkpoint: str = setting(
+        "", "With --mode=eval: the checkpoint to evaluate, e.g. "
+        "runs/NAME/checkpoints/ckpt-781 (default: the run's latest).", COMMAND)
+
+    def __post_init__(self):
+        """Refuses, in one line, the first value its declaration does not allow."""
+        problems = self.problems()
+        if problems:
+            raise UserError(problems[0])
+
+    def problems(self) -> list[str]:
+        """The error message of each value its declaration refuses."""
+        found = []
+        for field in dataclasses.fields(self):
+            value, choices, rule = (getattr(self, field.name), field.metadata["choices"],
+                                    field.metadata["rule"])
+            if choices and value not in choices:
+                found.append(f"unknown --{field.name}={value}: use one of {', '.join(choices)}")
+            elif rule and not rule.holds(value):
+                found.append(rule.message(field.name))
+        values = dataclasses.asdict(self)
+        return found + [message for _, holds, message in CROSS_CHECKS if not holds(values)]
+
+    def profile_range(self) -> tuple[int, int] | None:
+        """--profile_steps=START,END as (START, END), or None when not profiling."""
+        if not self.profile_steps:
+            return None
+        start, end = (int(step) for step in self.profile_steps.split(","))
+        return start, end
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_flagfile(self) -> str:
+        """The settings as lines that `python train.py --flagfile=...` replays.
+
+        Leaves out what concerns one command, not the run: replaying a flagfile
+        must not force a resume or evaluate instead of train.
+        """
+        return "".join(f"--{field.name}={getattr(self, field.name)}\n"
+                       for field in dataclasses.fields(self)
+                       if field.metadata["kind"] != COMMAND)
+
+    def changes_from(self, flagfile_text: str, names=None) -> list[str]:
+        """The settings that change what is computed (or of `names`) that differ
+        from a saved flagfile's, as `--name (was X, now Y)`."""
+        saved = parse_flagfile(flagfile_text)
+        names = names or [field.name for field in dataclasses.fields(self)
+                          if field.metadata["kind"] == COMPUTES]
+        return [f"--{name} (was {saved.get(name)}, now {getattr(self, name)})"
+                for name in names if saved.get(name) != str(getattr(self, name))]
+
+
+# Checks of several settings together: (names, holds(values), error message).
+CROSS_CHECKS = (
+    (("warmup_epochs", "epochs"), lambda values: values["warmup_epochs"] <= values["epochs"],
+     "--warmup_epochs cannot exceed --epochs"),
+    (("mode", "run_name"), lambda values: values["mode"] != "eval" or bool(values["run_name"]),
+     "--mode=eval needs --run_name: the run folder to evaluate"),
+    (("mode", "checkpoint"),
+     lambda values: values["mode"] == "eval" or not values["checkpoint"],
+     "--checkpoint is only for --mode=eval"),
+)
+
+NETWORK_SETTINGS = tuple(field.name for field in dataclasses.fields(Config)
+                         if field.metadata["network"])
+
+
+def parse_flagfile(text: str) -> dict[str, str]:
+    """{name: value} of a flagfile's `--name=value` lines."""
+    return dict(line[2:].split("=", 1) for line in text.splitlines()
+                if line.startswith("--") and "=" in line)

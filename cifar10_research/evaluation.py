@@ -1,0 +1,47 @@
+"""--mode=eval: the test results of one checkpoint of a run."""
+
+import os
+
+import tensorflow as tf
+
+from cifar10_research import dataset, distribute, resume, run_folder
+from cifar10_research.checkpoints import Checkpoints
+from cifar10_research.config import Config
+from cifar10_research.errors import UserError
+from cifar10_research.learner import Learner
+from cifar10_research.progress import print_test_results
+
+
+def evaluate_checkpoint(config: Config, workdir: str, *,
+                        strategy: tf.distribute.Strategy | None = None,
+                        cifar: dataset.Cifar10 | None = None) -> dict:
+    """The test results of `config.checkpoint`, or of the run's latest readable one.
+
+    Prints them and writes them to `<workdir>/eval.json`.
+    """
+    if os.path.exists(os.path.join(workdir, run_folder.FLAGFILE)):
+        resume.refuse_other_network(config, workdir)
+    strategy = strategy or distribute.make_strategy(config.strategy)
+    cifar = cifar or dataset.load_cifar10(config.data_dir)
+    learner = Learner(strategy, config, len(cifar.train) // config.batch_size)
+    folder = resume.checkpoint_dir(workdir)
+    checkpoints = Checkpoints(tf.train.Checkpoint(**learner.checkpointed()), folder, folder,
+                              config.keep_checkpoints)
+    path = config.checkpoint or checkpoints.restore_latest()
+    if path is None:
+        raise UserError(f"{folder} holds no checkpoint: train the run first, or pass "
+                        f"--checkpoint")
+    if config.checkpoint:
+        try:
+            checkpoints.restore(path)
+        except (tf.errors.OpError, IndexError) as error:
+            raise UserError(f"cannot read checkpoint {path} ({type(error).__name__}): pass "
+                            f"a path like runs/NAME/checkpoints/ckpt-781 (no file "
+                            f"extension)") from None
+    test = learner.evaluate(cifar.test)
+    results = {"checkpoint": path, "test_loss": test.loss, "test_accuracy": test.accuracy,
+               "test_count": test.count}
+    run_folder.write_json(os.path.join(workdir, run_folder.EVAL_RESULTS), results)
+    print(f"Checkpoint {path}")
+    print_test_results(test)
+    return results

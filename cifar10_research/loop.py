@@ -1,0 +1,274 @@
+"""The outer loop (orbit's Controller): epochs, and when to log, checkpoint, profile and stop.
+
+`train_and_evaluate(config, workdir)` is what train.py and the tests call.
+The learner's `step` is the one step counter: the epoch, the position in it
+and every periodic decision are derived from it, and it is checkpointed with
+the weights, so a resumed run continues exactly.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import data
+from cifar10_research import dataset, distribute, finish, metrics, periodic, resume, run_folder
+from cifar10_research.checkpoints import Checkpoints
+from cifar10_research.config import Config
+from cifar10_research.errors import Interrupted, UserError
+from cifar10_research.learner import Learner
+from cifar10_research.progress import EpochProgress, print_test_results
+from cifar10_research.stopping import StopRequests
+from cifar10_research.summaries import Summaries
+
+
+def train_and_evaluate(config: Config, workdir: str, *,
+                       strategy: tf.distribute.Strategy | None = None,
+                       cifar: dataset.Cifar10 | None = None) -> dict:
+    """Trains, evaluates after every epoch and fills the run folder `workdir`.
+
+    A run folder that holds checkpoints is resumed from the latest one; a
+    finished one is only evaluated. `strategy` and `cifar` default to those
+    the config names; tests pass their own. Returns the history, the test
+    results and the weights' fingerprint. Every worker runs this; only the
+    chief writes into `workdir`, the others write into a temporary folder
+    that is removed at the end.
+    """
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = strategy or distribute.make_strategy(config.strategy)
+    _refuse_misfits(config, strategy)
+    chief = distribute.is_chief(strategy)
+    write_dir = workdir if chief else tempfile.mkdtemp(prefix="cifar10-worker-")
+    try:
+        cifar = cifar or dataset.load_cifar10(config.data_dir)
+        run_folder.prepare(write_dir)
+        return TrainingLoop(config, workdir, strategy, cifar, write_dir).run()
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _refuse_misfits(config: Config, strategy: tf.distribute.Strategy) -> None:
+    """Settings that cannot run on `strategy`'s replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise UserError(f"--batch_size={config.batch_size} does not divide over the "
+                        f"{replicas} replicas: pick a multiple of {replicas}")
+    if config.jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU"):
+        raise UserError("--jit_compile cannot mirror over logical CPU devices (XLA places "
+                        "every replica's variables on one CPU): drop one of the two")
+
+
+class TrainingLoop:
+    """One run's epochs over a Learner, and what they write into the run folder.
+
+    `write_dir` is where this process writes: the run folder `workdir` on the
+    chief, a folder of its own on the other workers of a multi-worker run.
+    """
+
+    def __init__(self, config: Config, workdir: str, strategy: tf.distribute.Strategy,
+                 cifar: dataset.Cifar10, write_dir: str | None = None):
+        self.steps_per_epoch = len(cifar.train) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise UserError(f"--batch_size={config.batch_size} is larger than the "
+                            f"{len(cifar.train)} training images: pick a smaller one")
+        resume.refuse_changed_settings(config, workdir)
+        self.config, self.workdir, self.cifar = config, workdir, cifar
+        self.write_dir = write_dir or workdir
+        self.chief = self.write_dir == workdir
+        keras.utils.set_random_seed(config.seed)
+        self.learner = Learner(strategy, config, self.steps_per_epoch)
+        with strategy.scope():
+            # The current epoch's training sums so far and at its last log
+            # step: a run resumed mid-epoch still reports the whole epoch.
+            self.epoch_sums = tf.Variable(tf.zeros([2, 3], tf.float64), trainable=False)
+        checkpoint = tf.train.Checkpoint(epoch_sums=self.epoch_sums,
+                                         **self.learner.checkpointed())
+        # Every worker resumes from the chief's checkpoints (a shared folder
+        # on several machines); each saves into its own write_dir.
+        self.checkpoints = Checkpoints(checkpoint, resume.checkpoint_dir(workdir),
+                                       resume.checkpoint_dir(self.write_dir),
+                                       config.keep_checkpoints)
+        self.summaries = Summaries(self.write_dir)
+        self.history = run_folder.empty_history()
+        # A signal reaches one worker of several: that one alone must not stop
+        # at a step of its own choosing, as the others would wait for it.
+        self.stops = StopRequests(enabled=getattr(strategy, "cluster_resolver", None) is None)
+        self.log_every = periodic.Every(config.log_every_n_steps)
+        self.checkpoint_every = periodic.Every(config.checkpoint_every_n_steps)
+        first, last = config.profile_range() or (None, None)
+        self.profile_start = periodic.At(first - 1) if first else periodic.At()
+        self.profile_stop = periodic.At(last) if last else periodic.At()
+
+    def step(self) -> int:
+        """Training steps taken so far, over all epochs."""
+        return int(self.learner.step.numpy())
+
+    def epochs_done(self) -> int:
+        return self.step() // self.steps_per_epoch
+
+    def run(self) -> dict:
+        self._start_or_resume()
+        if self.epochs_done() >= self.config.epochs:
+            print(f"{self.workdir} has finished its {self.epochs_done()} epochs: evaluating it.")
+            test = self.learner.evaluate(self.cifar.test)
+            if not os.path.exists(os.path.join(self.write_dir, run_folder.MODEL)):
+                self._finish(test)  # It was stopped after its last checkpoint.
+            return self._report(test)
+        with self.stops:
+            while (epoch := self.epochs_done() + 1) <= self.config.epochs:
+                test = self._epoch(epoch)
+                if self.stops.signal and epoch < self.config.epochs:
+                    self._stop()
+        self._finish(test)
+        return self._report(test)
+
+    def _start_or_resume(self) -> None:
+        """Restores the latest checkpoint, if any, and (re)writes the run's flags,
+        hparams and graph."""
+        path = self.checkpoints.restore_latest()
+        if path is None:
+            run_folder.refuse_stale(self.workdir)
+            if self.chief:
+                self.learner.model.summary()
+        else:
+            self.learner.step.assign(resume.step_in_batches_of(
+                self.config, self.workdir, path, self.step(), len(self.cifar.train)))
+            epochs_done, steps_done = divmod(self.step(), self.steps_per_epoch)
+            self.history = run_folder.read_history(self.workdir, epochs=epochs_done)
+            print(f"Resuming {path}: epoch {epochs_done + 1}, after step {steps_done} of "
+                  f"{self.steps_per_epoch}")
+        run_folder.write_text(os.path.join(self.write_dir, run_folder.FLAGFILE),
+                              self.config.to_flagfile())
+        self.summaries.hparams(self.config)
+        self.summaries.graph(self.learner.model,
+                             self.cifar.test.images[:1].astype(np.float32) / 255.0)
+
+    def _epoch(self, epoch: int) -> metrics.Averages:
+        """Trains (the rest of) an epoch, evaluates, logs and checkpoints it."""
+        start = time.perf_counter()
+        progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
+                                 self.config.batch_size, enabled=self.chief)
+        train = self.train_epoch(progress)
+        test = self.learner.evaluate(self.cifar.test)
+        seconds = time.perf_counter() - start
+        summary = {"loss": train.loss, "accuracy": train.accuracy, "val_loss": test.loss,
+                   "val_accuracy": test.accuracy, "seconds": seconds}
+        for key, value in summary.items():
+            self.history[key].append(value)
+        self.summaries.epoch(epoch, train, test, seconds)
+        finish.write_epoch_figures(self.learner, self.cifar, self.summaries, epoch,
+                                   self.config.histograms)
+        self.summaries.flush()
+        # History first: after a crash in between, resuming redoes this epoch
+        # and truncates the history to the checkpoint's epochs.
+        run_folder.write_history(self.write_dir, self.history)
+        self._save(np.zeros([2, 3]))
+        progress.finish(summary)
+        return test
+
+    def train_epoch(self, progress: EpochProgress | None = None) -> metrics.Averages:
+        """Trains from the current step to the end of its epoch; returns the
+        epoch's training loss and accuracy.
+
+        Steps run in calls of up to --steps_per_loop, each ending at the next
+        log, checkpoint or profiler step. Only there, at a stop request and at
+        the epoch's end are the totals read: under multi-worker a read is a
+        collective op, so every worker must read at the same steps.
+        """
+        step = self.step()
+        epoch, steps_done = divmod(step, self.steps_per_epoch)
+        end = (epoch + 1) * self.steps_per_epoch
+        self.learner.train_totals.reset()
+        carried, logged = self.epoch_sums.numpy() if steps_done else np.zeros([2, 3])
+        running = metrics.averages(*carried) if steps_done else None
+        iterator = iter(self._batches(epoch + 1, steps_done))
+        logged_at = time.perf_counter()
+        while step < end:
+            self._toggle_profiler(step)
+            self.learner.train_steps(iterator, tf.constant(self._steps_in_next_call(step, end)))
+            step = self.step()
+            at_checkpoint = step < end and self.checkpoint_every.due(step)
+            stopping = step < end and self.stops.signal is not None
+            if self.log_every.due(step) or at_checkpoint or stopping or step == end:
+                sums = np.array(self.learner.train_totals.sums()) + carried
+                self._check_finite(sums, epoch + 1)
+                if self.log_every.due(step):
+                    now = time.perf_counter()
+                    self._log_step(step, metrics.averages(*(sums - logged)), now - logged_at)
+                    logged, logged_at = sums, now
+                running = metrics.averages(*sums)
+                if at_checkpoint or stopping:
+                    self._save(np.stack([sums, logged]))
+                if stopping:
+                    self._stop()
+            if progress and progress.due():
+                progress.show(step - epoch * self.steps_per_epoch, running)
+        self._toggle_profiler(step)
+        return running
+
+    def _batches(self, epoch: int, skip_batches: int):
+        return self.learner.distribute_dataset(data.train_dataset(
+            self.cifar.train, self.config.batch_size, self.config.seed, epoch,
+            skip_batches=skip_batches, augmentation=self.config.augment))
+
+    def _steps_in_next_call(self, step: int, end: int) -> int:
+        """At most --steps_per_loop, and none past the epoch's end or due work."""
+        return min(self.config.steps_per_loop, end - step,
+                   *(work.steps_to_next(step) for work in (
+                       self.log_every, self.checkpoint_every, self.profile_start,
+                       self.profile_stop)))
+
+    def _toggle_profiler(self, step: int) -> None:
+        """Profiles steps START to END: starts after step START-1, stops after END."""
+        if self.profile_start.due(step):
+            self.summaries.start_profiler()
+        elif self.profile_stop.due(step):
+            self.summaries.stop_profiler()
+
+    def _log_step(self, step: int, window: metrics.Averages, seconds: float) -> None:
+        """The steps since the last log step: their mean loss and accuracy, and speed."""
+        self.summaries.step(step, window, self.learner.learning_rate(), window.count / seconds)
+
+    def _check_finite(self, sums: np.ndarray, epoch: int) -> None:
+        if not self.config.stop_on_nonfinite or np.isfinite(sums[0]):
+            return
+        step = int(self.learner.first_nonfinite_step.numpy())
+        kept = self.checkpoints.latest() or "none was written yet"
+        raise UserError(
+            f"the training loss became {sums[0]} at step {step} (epoch {epoch}): training "
+            f"stopped; the last good checkpoint is kept ({kept}); start a new --run_name "
+            f"with a lower --learning_rate, or pass --nostop_on_nonfinite to carry on")
+
+    def _save(self, epoch_sums: np.ndarray) -> str:
+        """Checkpoints the weights, the step, and the epoch's sums so far."""
+        self.epoch_sums.assign(epoch_sums)
+        return self.checkpoints.save(self.step())
+
+    def _stop(self) -> None:
+        self.summaries.flush()
+        raise Interrupted(
+            f"Stopped by {self.stops.signal.name} after step {self.step()}; saved "
+            f"{self.checkpoints.latest()}. Resume with: python train.py "
+            f"--flagfile={os.path.join(self.workdir, run_folder.FLAGFILE)}",
+            self.stops.exit_code)
+
+    def _finish(self, test: metrics.Averages) -> None:
+        self.summaries.test_results(self.config.epochs, test)
+        self.summaries.flush()
+        finish.save_model_and_figures(self.learner, self.cifar, self.history, self.write_dir)
+
+    def _report(self, test: metrics.Averages) -> dict:
+        fingerprint = self.learner.weights_fingerprint()
+        if self.chief:
+            print_test_results(test)
+            print(f"Run folder: {self.workdir}")
+        print(f"Weights fingerprint: {fingerprint}")
+        return {"history": self.history, "test_loss": test.loss,
+                "test_accuracy": test.accuracy, "test_count": test.count,
+                "weights_fingerprint": fingerprint}

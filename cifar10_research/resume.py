@@ -1,0 +1,68 @@
+"""Whether a run folder may be resumed with a command's settings, decided before any restore.
+
+A checkpoint holds weights and where training stands; the run's flags.txt
+holds the settings that made them. Comparing the two first turns a resume
+with other settings into an error that names the settings, instead of a
+failure inside the restore.
+"""
+
+import os
+
+import tensorflow as tf
+
+from cifar10_research import run_folder
+from cifar10_research.config import NETWORK_SETTINGS, Config, parse_flagfile
+from cifar10_research.errors import UserError
+
+
+def has_checkpoint(workdir: str) -> bool:
+    return tf.train.get_checkpoint_state(checkpoint_dir(workdir)) is not None
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(workdir, run_folder.CHECKPOINTS)
+
+
+def saved_flags(workdir: str) -> str:
+    return run_folder.read_text(os.path.join(workdir, run_folder.FLAGFILE))
+
+
+def refuse_other_network(config: Config, workdir: str) -> None:
+    """Refuses settings under which the run's checkpoints cannot be read."""
+    changed = config.changes_from(saved_flags(workdir), NETWORK_SETTINGS)
+    if changed:
+        raise UserError(f"{workdir} holds checkpoints of another network: {', '.join(changed)}; "
+                        f"leave these flags out to use the run's own, or pick another "
+                        f"--run_name")
+
+
+def refuse_changed_settings(config: Config, workdir: str) -> None:
+    """Refuses to resume a run with settings that change what it computes, unless --force."""
+    if not has_checkpoint(workdir):
+        return
+    refuse_other_network(config, workdir)
+    changed = config.changes_from(saved_flags(workdir))
+    if changed and not config.force:
+        flagfile = os.path.join(workdir, run_folder.FLAGFILE)
+        raise UserError(f"{workdir} was started with other settings: {', '.join(changed)}; "
+                        f"rerun with its flags (--flagfile={flagfile}), another --run_name, "
+                        f"or --force")
+
+
+def step_in_batches_of(config: Config, workdir: str, checkpoint: str, step: int,
+                       train_images: int) -> int:
+    """The restored global `step`, counted in batches of this command's --batch_size.
+
+    A forced resume may change --batch_size at the end of an epoch: the epochs
+    done stay done. In the middle of an epoch the position is a count of old
+    batches, which no count of new ones matches.
+    """
+    saved_batch_size = int(parse_flagfile(saved_flags(workdir))["batch_size"])
+    if saved_batch_size == config.batch_size:
+        return step
+    epochs_done, steps_done = divmod(step, train_images // saved_batch_size)
+    if steps_done:
+        raise UserError(f"{checkpoint} stopped in the middle of an epoch, counted in batches "
+                        f"of the old --batch_size: resume with it, or from an epoch-end "
+                        f"checkpoint")
+    return epochs_done * (train_images // config.batch_size)

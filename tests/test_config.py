@@ -1,0 +1,41 @@
+"""Config checks its own values as the command line does, and knows what a resume must keep."""
+
+import pytest
+
+from cifar10_research.config import Config
+from cifar10_research.errors import UserError
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("model", "resnet", "unknown --model=resnet: use one of simple_cnn, wide_cnn"),
+    ("augment", "rotate", "unknown --augment=rotate: use one of none, flip, flip_crop"),
+    ("lr_schedule", "linear", "unknown --lr_schedule=linear: use one of constant, cosine, step"),
+    ("strategy", "tpu", "unknown --strategy=tpu: use one of auto, one_device, mirrored, "
+                        "multi_worker"),
+    ("mixed_precision", "int8", "unknown --mixed_precision=int8: use one of none, float16, "
+                                "bfloat16"),
+    ("epochs", 0, "--epochs must be at least 1"),
+    ("label_smoothing", 1.0, r"--label_smoothing must be in \[0, 1\)"),
+    ("profile_steps", "9,3",
+     "--profile_steps must be START,END with 1 <= START <= END, e.g. 50,60"),
+    ("warmup_epochs", 11, "--warmup_epochs cannot exceed --epochs"),
+    ("mode", "eval", "--mode=eval needs --run_name: the run folder to evaluate"),
+])
+def test_a_value_its_declaration_refuses_is_one_user_error(setting, value, message):
+    with pytest.raises(UserError, match=f"^{message}$"):
+        Config(**{setting: value})
+
+
+def test_the_flagfile_leaves_out_settings_of_one_command():
+    text = Config(force=True, mode="eval", run_name="x",
+                  checkpoint="runs/x/checkpoints/ckpt-7").to_flagfile()
+    names = {line.split("=")[0] for line in text.splitlines()}
+    assert not names & {"--force", "--mode", "--checkpoint"}
+    assert "--epochs" in names and "--model" in names and "--data_dir" in names
+
+
+def test_only_settings_that_change_what_is_computed_count_as_changes():
+    saved = Config(epochs=2, model="wide_cnn", data_dir="/a", log_every_n_steps=5).to_flagfile()
+    now = Config(epochs=3, model="wide_cnn", data_dir="/b", log_every_n_steps=7)
+    assert now.changes_from(saved) == ["--epochs (was 2, now 3)"]
+    assert now.changes_from(saved, ["model", "data_dir"]) == ["--data_dir (was /a, now /b)"]

@@ -1,0 +1,151 @@
+"""Finding, downloading, verifying and reading CIFAR-10's files."""
+
+import functools
+import http.server
+import os
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+from cifar10_research import dataset
+from cifar10_research.errors import UserError
+from tests import fake_cifar
+
+
+def test_reads_the_folder_as_written(tiny_data_dir):
+    written = fake_cifar.write_folder(tiny_data_dir, rows_per_file=24)
+    cifar = dataset.load_cifar10(tiny_data_dir)
+    assert cifar.class_names == fake_cifar.CLASS_NAMES
+    assert cifar.train.images.shape == (120, 32, 32, 3)
+    assert cifar.train.images.dtype == np.uint8
+    np.testing.assert_array_equal(cifar.train.images[:24], written["data_batch_1"][0])
+    np.testing.assert_array_equal(cifar.train.labels[96:], written["data_batch_5"][1])
+    np.testing.assert_array_equal(cifar.test.images, written["test_batch"][0])
+    np.testing.assert_array_equal(cifar.test.labels, written["test_batch"][1])
+
+
+def test_unpacks_the_tarball_after_checking_its_md5(tiny_data_dir, tmp_path):
+    target = tmp_path / "from_tarball"
+    target.mkdir()
+    md5 = fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
+    cifar = dataset.load_cifar10(str(target), md5=md5)
+    assert len(cifar.train) == 120 and len(cifar.test) == 24
+    assert (target / dataset.FOLDER / "test_batch").is_file()
+    assert [p for p in os.listdir(target) if p.startswith(".")] == []
+
+
+def test_refuses_a_tarball_with_the_wrong_md5(tiny_data_dir, tmp_path):
+    target = tmp_path / "bad_tarball"
+    target.mkdir()
+    fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
+    with pytest.raises(UserError, match=r"cifar-10-python.tar.gz has MD5 \w+, not the expected 0+"):
+        dataset.load_cifar10(str(target), md5="0" * 32)
+    assert not (target / dataset.FOLDER).exists()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serves tmp_path/served over HTTP on loopback; yields the base URL."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    server.server_close()
+
+
+def test_downloads_verifies_and_unpacks(tiny_data_dir, tmp_path, http_server):
+    base_url, served = http_server
+    md5 = fake_cifar.write_tarball(tiny_data_dir, str(served / "cifar.tar.gz"))
+    target = tmp_path / "empty"
+    cifar = dataset.load_cifar10(str(target), url=f"{base_url}/cifar.tar.gz", md5=md5)
+    assert len(cifar.test) == 24
+    assert (target / dataset.TARBALL).is_file()
+    assert not (target / (dataset.TARBALL + ".part")).exists()
+
+
+def test_a_download_with_the_wrong_md5_leaves_no_file(tiny_data_dir, tmp_path, http_server):
+    base_url, served = http_server
+    fake_cifar.write_tarball(tiny_data_dir, str(served / "cifar.tar.gz"))
+    target = tmp_path / "empty"
+    with pytest.raises(UserError, match="has MD5"):
+        dataset.load_cifar10(str(target), url=f"{base_url}/cifar.tar.gz", md5="0" * 32)
+    assert os.listdir(target) == []
+
+
+def test_a_failed_download_says_where_to_put_the_tarball(tmp_path, http_server):
+    base_url, _ = http_server
+    target = tmp_path / "empty"
+    expected = (f"could not download {base_url}/missing.tar.gz .*put it at "
+                f"{target}/{dataset.TARBALL}")
+    with pytest.raises(UserError, match=expected):
+        dataset.load_cifar10(str(target), url=f"{base_url}/missing.tar.gz")
+    assert os.listdir(target) == []
+
+
+def test_downloads_from_a_file_url(tiny_data_dir, tmp_path):
+    md5 = fake_cifar.write_tarball(tiny_data_dir, str(tmp_path / "copy.tar.gz"))
+    url = f"file://{tmp_path}/copy.tar.gz"
+    cifar = dataset.load_cifar10(str(tmp_path / "empty"), url=url, md5=md5)
+    assert len(cifar.train) == 120
+
+
+def _folder(data_dir):
+    return os.path.join(data_dir, dataset.FOLDER)
+
+
+def _truncate(path):
+    with open(path, "r+b") as file:
+        file.truncate(os.path.getsize(path) // 2)
+
+
+def _garble(path):
+    with open(path, "wb") as file:
+        file.write(b"this is not a pickle" * 10)
+
+
+def _rewrite_batch(path, key, value):
+    with open(path, "rb") as file:
+        batch = pickle.load(file, encoding="bytes")
+    batch[key] = value
+    fake_cifar.write_pickle(path, batch)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (os.remove, "data_batch_3 is missing: re-extract"),
+    (_truncate, "data_batch_3 is truncated or corrupt"),
+    (_garble, "data_batch_3 is truncated or corrupt"),
+    (lambda path: _rewrite_batch(path, b"data", np.zeros((24, 3000), np.uint8)),
+     r"data_batch_3 holds uint8 pixels of shape \(24, 3000\), not uint8 \(24, 3072\)"),
+    (lambda path: _rewrite_batch(path, b"data", np.zeros((24, 3072), np.float32)),
+     r"data_batch_3 holds float32 pixels"),
+    (lambda path: _rewrite_batch(path, b"labels", [0] * 23),
+     r"data_batch_3 holds labels of shape \(23,\), not \(24,\)"),
+    (lambda path: _rewrite_batch(path, b"labels", [10] * 24),
+     "data_batch_3 has a label outside 0-9"),
+    (lambda path: _rewrite_batch(path, b"labels", _Exploit()),
+     "data_batch_3 is truncated or corrupt .*unexpected object posix.system"),
+])
+def test_a_damaged_batch_file_gives_one_clear_error(tiny_data_dir, damage, message):
+    damage(os.path.join(_folder(tiny_data_dir), "data_batch_3"))
+    with pytest.raises(UserError, match=message) as raised:
+        dataset.load_cifar10(tiny_data_dir)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_meta_file_with_other_classes_is_refused(tiny_data_dir):
+    fake_cifar.write_pickle(os.path.join(_folder(tiny_data_dir), "batches.meta"),
+                            {b"label_names": [b"a", b"b"], b"num_cases_per_batch": 24})
+    with pytest.raises(UserError, match="batches.meta names 2 classes, not 10"):
+        dataset.load_cifar10(tiny_data_dir)

@@ -1,0 +1,46 @@
+"""The project's shape as a user installs and reads it."""
+
+import glob
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import flags
+from scripts import sweep
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_an_installed_copy_adds_only_the_four_entry_files_and_one_package(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(tmp_path), ROOT],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = glob.glob(str(tmp_path / "*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = {name.split("/")[0] for name in archive.namelist()
+                 if ".dist-info" not in name.split("/")[0]}
+    assert names == {"cifar10_research", "data.py", "flags.py", "model.py", "train.py"}
+
+
+@pytest.mark.parametrize("recipe", sorted(glob.glob(os.path.join(ROOT, "recipes", "*.flags"))))
+def test_every_recipe_is_a_flagfile_of_valid_settings(recipe):
+    try:
+        flags.FLAGS(["train.py", f"--flagfile={recipe}"])
+        config = flags.to_config()
+    finally:
+        flags.FLAGS.unparse_flags()
+    name, recipe_flags = sweep.read_recipe_file(recipe)
+    assert name == os.path.basename(recipe)[:-len(".flags")]
+    for line in recipe_flags:
+        setting, value = line[2:].split("=", 1)
+        assert str(getattr(config, setting)) == value, line
+
+
+def test_no_source_file_is_over_300_lines():
+    sources = glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(
+        os.path.join(ROOT, "*", "*.py"))
+    long = [os.path.relpath(path, ROOT) for path in sources if len(open(path).readlines()) > 300]
+    assert long == []
