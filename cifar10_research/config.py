@@ -93,6 +93,12 @@ class Config:
     label_smoothing: float = setting(
         0.0, "Label smoothing of the training loss, in [0, 1).", COMPUTES,
         rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
+    validation_split: float = setting(
+        0.0, "Fraction of each class of the training images held out to validate on after "
+        "each epoch (Keras' name); the test set is then evaluated once, after the last "
+        "epoch. 0.1 holds out 5,000 images, the usual protocol. 0 (the Keras tutorial's "
+        "way) validates on the test set.", COMPUTES,
+        rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
     mixed_precision: str = setting(
         "none", "Compute in float16 (with loss scaling) or bfloat16, keeping float32 weights "
         "and a float32 last layer: for GPUs (and CPUs) with fast half-precision math.",

@@ -32,6 +32,9 @@ TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
+# Chooses the images --validation_split holds out; fixed, so that every run
+# of every seed holds out the same ones.
+SPLIT_SEED = 20261129
 # CIFAR-10's classes by label, as batches.meta names them; for exported models.
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck")
@@ -47,6 +50,10 @@ class Split:
     def __len__(self):
         return len(self.labels)
 
+    def subset(self, mask: np.ndarray) -> "Split":
+        """The rows where `mask` is True, in their order."""
+        return Split(self.images[mask], self.labels[mask])
+
     @functools.cached_property
     def tensors(self) -> tuple[tf.Tensor, tf.Tensor]:
         """(images, labels) as tensors, made once: the pipelines of every epoch
@@ -60,6 +67,25 @@ class Cifar10:
     train: Split
     test: Split
     class_names: tuple
+
+    def held_out(self, fraction: float) -> tuple[Split, Split]:
+        """(images to train on, validation images): `fraction` of each class of the
+        training set held out, or (the training set, the test set) for 0.
+
+        The held-out images are chosen by SPLIT_SEED, not by the run's --seed,
+        so runs with different seeds validate on the same images and compare.
+        """
+        if fraction == 0:
+            return self.train, self.test
+        rng = np.random.default_rng(SPLIT_SEED)
+        held = np.zeros(len(self.train), bool)
+        for label in range(NUM_CLASSES):
+            members = np.flatnonzero(self.train.labels == label)
+            held[rng.permutation(members)[:round(fraction * len(members))]] = True
+        if not held.any():
+            raise UserError(f"--validation_split={fraction} holds out none of the "
+                            f"{len(self.train)} training images: pick a larger fraction, or 0")
+        return self.train.subset(~held), self.train.subset(held)
 
 
 def load_cifar10(data_dir: str, url: str = URL, md5: str = MD5) -> Cifar10:

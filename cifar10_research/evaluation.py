@@ -43,5 +43,5 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
                "test_count": test.count}
     run_folder.write_json(os.path.join(workdir, run_folder.EVAL_RESULTS), results)
     print(f"Checkpoint {path}")
-    print_test_results(test)
+    print_test_results(test.accuracy, test.loss, test.count)
     return results

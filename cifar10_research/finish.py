@@ -1,56 +1,58 @@
 """What a run leaves besides checkpoints: the trained model and its figures.
 
-Each epoch adds its prediction grid and confusion matrix (and histograms) to
-TensorBoard; after the last one the model is saved for Keras and TF Serving
-and the run's figures are drawn into the run folder.
+Each epoch adds the prediction grid and confusion matrix of its validation
+images (and histograms) to TensorBoard; after the last one the model is saved
+for Keras and TF Serving and the run's figures, on the test set, are drawn
+into the run folder.
 """
 
 import os
 
 from cifar10_research import plots, run_folder
-from cifar10_research.dataset import Cifar10
+from cifar10_research.dataset import Split
 from cifar10_research.learner import Learner
 from cifar10_research.summaries import Summaries
 
-GRID_IMAGES = 25  # The first test images, shown with their predictions each epoch.
+GRID_IMAGES = 25  # The first test images, shown with their predictions in predictions.png.
+CARD_GRID_IMAGES = 9  # Fewer in TensorBoard, whose cards show an image about 350 pixels wide.
 
 
-def write_epoch_figures(learner: Learner, cifar: Cifar10, summaries: Summaries, epoch: int,
-                        histograms: bool) -> None:
-    """The epoch's prediction grid, confusion matrix and (optionally) histograms."""
-    summaries.images(epoch, plots.to_png(prediction_grid(learner, cifar)),
-                     plots.to_png(plots.confusion_matrix(learner.confusion.result(),
-                                                         cifar.class_names)))
+def write_epoch_figures(learner: Learner, validation: Split, train: Split, names: tuple,
+                        summaries: Summaries, epoch: int, histograms: bool) -> None:
+    """The epoch's prediction grid and confusion matrix of the `validation` images
+    (just evaluated), and optionally histograms."""
+    grid = prediction_grid(learner, validation, names, CARD_GRID_IMAGES, fontsize=11)
+    summaries.images(epoch, plots.to_png(grid), plots.to_png(plots.confusion_matrix(
+        learner.confusion.result(), names, compact=True)))
     if histograms:
-        summaries.histograms(epoch, learner.model.trainable_variables,
-                             learner.gradients(cifar.train))
+        summaries.histograms(epoch, learner.model.trainable_variables, learner.gradients(train))
 
 
-def save_model_and_figures(learner: Learner, cifar: Cifar10, history: dict,
+def save_model_and_figures(learner: Learner, test: Split, names: tuple, history: dict,
                            folder: str) -> None:
     """The trained model as .keras and SavedModel, and the run's figures, in `folder`.
 
-    The confusion matrix is the one of the latest evaluation.
+    The confusion matrix is that of the latest evaluation: the test set's.
     """
     learner.model.save(os.path.join(folder, run_folder.MODEL))
     learner.model.export(os.path.join(folder, run_folder.SAVED_MODEL), verbose=False)
-    names = cifar.class_names
-    sample_prediction = learner.predict_classes(cifar.test.images[:1])[0]
+    sample_prediction = learner.predict_classes(test.images[:1])[0]
     figures = {
         run_folder.ACCURACY_PLOT: plots.curves(history, "accuracy"),
         run_folder.LOSS_PLOT: plots.curves(history, "loss"),
         run_folder.CONFUSION_PLOT: plots.confusion_matrix(learner.confusion.result(), names),
-        run_folder.PREDICTIONS_PLOT: prediction_grid(learner, cifar),
+        run_folder.PREDICTIONS_PLOT: prediction_grid(learner, test, names, GRID_IMAGES),
         run_folder.SAMPLE_PLOT: plots.sample_prediction(
-            cifar.test.images[0], names[cifar.test.labels[0]], names[sample_prediction]),
+            test.images[0], names[test.labels[0]], names[sample_prediction]),
     }
     for name, figure in figures.items():
         plots.save(figure, os.path.join(folder, name))
 
 
-def prediction_grid(learner: Learner, cifar: Cifar10):
-    images = cifar.test.images[:GRID_IMAGES]
+def prediction_grid(learner: Learner, split: Split, names: tuple, count: int,
+                    fontsize: int = 7):
+    """The first `count` images of `split`, captioned with their predicted class."""
+    images = split.images[:count]
     predicted = learner.predict_classes(images)
-    names = cifar.class_names
-    return plots.prediction_grid(images, [names[i] for i in cifar.test.labels[:GRID_IMAGES]],
-                                 [names[i] for i in predicted])
+    return plots.prediction_grid(images, [names[i] for i in split.labels[:count]],
+                                 [names[i] for i in predicted], fontsize)

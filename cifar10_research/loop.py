@@ -16,12 +16,13 @@ import numpy as np
 import tensorflow as tf
 
 import data
-from cifar10_research import dataset, distribute, finish, metrics, periodic, resume, run_folder
+from cifar10_research import (dataset, distribute, finish, metrics, periodic, progress,
+                              resume, run_folder)
 from cifar10_research.checkpoints import Checkpoints
 from cifar10_research.config import Config
 from cifar10_research.errors import Interrupted, UserError
 from cifar10_research.learner import Learner
-from cifar10_research.progress import EpochProgress, print_test_results
+from cifar10_research.progress import EpochProgress
 from cifar10_research.stopping import StopRequests
 from cifar10_research.summaries import Summaries
 
@@ -73,10 +74,11 @@ class TrainingLoop:
 
     def __init__(self, config: Config, workdir: str, strategy: tf.distribute.Strategy,
                  cifar: dataset.Cifar10, write_dir: str | None = None):
-        self.steps_per_epoch = len(cifar.train) // config.batch_size
+        self.train_split, self.validation = cifar.held_out(config.validation_split)
+        self.steps_per_epoch = len(self.train_split) // config.batch_size
         if self.steps_per_epoch == 0:
             raise UserError(f"--batch_size={config.batch_size} is larger than the "
-                            f"{len(cifar.train)} training images: pick a smaller one")
+                            f"{len(self.train_split)} training images: pick a smaller one")
         resume.refuse_changed_settings(config, workdir)
         self.config, self.workdir, self.cifar = config, workdir, cifar
         self.write_dir = write_dir or workdir
@@ -94,8 +96,10 @@ class TrainingLoop:
         self.checkpoints = Checkpoints(checkpoint, resume.checkpoint_dir(workdir),
                                        resume.checkpoint_dir(self.write_dir),
                                        config.keep_checkpoints)
-        self.summaries = Summaries(self.write_dir)
-        self.history = run_folder.empty_history()
+        self.val_data = (f"{len(self.validation):,} held-out training images"
+                         if config.validation_split else run_folder.TEST_SET)
+        self.summaries = Summaries(self.write_dir, self.val_data)
+        self.history = run_folder.empty_history(self.val_data)
         # A signal reaches one worker of several: that one alone must not stop
         # at a step of its own choosing, as the others would wait for it.
         self.stops = StopRequests(enabled=getattr(strategy, "cluster_resolver", None) is None)
@@ -113,20 +117,21 @@ class TrainingLoop:
         return self.step() // self.steps_per_epoch
 
     def run(self) -> dict:
+        """Trains the epochs not done yet, then evaluates the test set once and
+        writes the model, figures and results; returns the results."""
         self._start_or_resume()
-        if self.epochs_done() >= self.config.epochs:
-            print(f"{self.workdir} has finished its {self.epochs_done()} epochs: evaluating it.")
-            test = self.learner.evaluate(self.cifar.test)
-            if not os.path.exists(os.path.join(self.write_dir, run_folder.MODEL)):
-                self._finish(test)  # It was stopped after its last checkpoint.
-            return self._report(test)
+        results = run_folder.read_results(self.write_dir)
+        if self.epochs_done() >= self.config.epochs and results:
+            print(f"{self.workdir} has finished its {self.epochs_done()} epochs; its results:")
+            return self._report(results)
+        if self.chief:
+            progress.print_validation_plan(self.val_data, self.config.validation_split)
         with self.stops:
             while (epoch := self.epochs_done() + 1) <= self.config.epochs:
-                test = self._epoch(epoch)
+                self._epoch(epoch)
                 if self.stops.signal and epoch < self.config.epochs:
                     self._stop()
-        self._finish(test)
-        return self._report(test)
+        return self._report(self._finish())
 
     def _start_or_resume(self) -> None:
         """Restores the latest checkpoint, if any, and (re)writes the run's flags,
@@ -140,7 +145,8 @@ class TrainingLoop:
             self.learner.step.assign(resume.step_in_batches_of(
                 self.config, self.workdir, path, self.step(), len(self.cifar.train)))
             epochs_done, steps_done = divmod(self.step(), self.steps_per_epoch)
-            self.history = run_folder.read_history(self.workdir, epochs=epochs_done)
+            self.history = {**run_folder.read_history(self.workdir, epochs=epochs_done),
+                            "val_data": self.val_data}
             print(f"Resuming {path}: epoch {epochs_done + 1}, after step {steps_done} of "
                   f"{self.steps_per_epoch}")
         run_folder.write_text(os.path.join(self.write_dir, run_folder.FLAGFILE),
@@ -149,30 +155,31 @@ class TrainingLoop:
         self.summaries.graph(self.learner.model,
                              self.cifar.test.images[:1].astype(np.float32) / 255.0)
 
-    def _epoch(self, epoch: int) -> metrics.Averages:
-        """Trains (the rest of) an epoch, evaluates, logs and checkpoints it."""
+    def _epoch(self, epoch: int) -> None:
+        """Trains (the rest of) an epoch, validates, logs and checkpoints it."""
         start = time.perf_counter()
-        progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
-                                 self.config.batch_size, enabled=self.chief)
-        train = self.train_epoch(progress)
-        test = self.learner.evaluate(self.cifar.test)
+        epoch_progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
+                                       self.config.batch_size, enabled=self.chief)
+        train = self.train_epoch(epoch_progress)
+        validation = self.learner.evaluate(self.validation)
         seconds = time.perf_counter() - start
-        summary = {"loss": train.loss, "accuracy": train.accuracy, "val_loss": test.loss,
-                   "val_accuracy": test.accuracy, "seconds": seconds}
+        summary = {"loss": train.loss, "accuracy": train.accuracy, "val_loss": validation.loss,
+                   "val_accuracy": validation.accuracy, "seconds": seconds}
         for key, value in summary.items():
             self.history[key].append(value)
-        self.summaries.epoch(epoch, train, test, seconds)
-        finish.write_epoch_figures(self.learner, self.cifar, self.summaries, epoch,
+        self.summaries.epoch(epoch, self.step(), train, validation,
+                             max(self.history["val_accuracy"]), seconds)
+        finish.write_epoch_figures(self.learner, self.validation, self.train_split,
+                                   self.cifar.class_names, self.summaries, epoch,
                                    self.config.histograms)
         self.summaries.flush()
         # History first: after a crash in between, resuming redoes this epoch
         # and truncates the history to the checkpoint's epochs.
         run_folder.write_history(self.write_dir, self.history)
         self._save(np.zeros([2, 3]))
-        progress.finish(summary)
-        return test
+        epoch_progress.finish(summary)
 
-    def train_epoch(self, progress: EpochProgress | None = None) -> metrics.Averages:
+    def train_epoch(self, epoch_progress: EpochProgress | None = None) -> metrics.Averages:
         """Trains from the current step to the end of its epoch; returns the
         epoch's training loss and accuracy.
 
@@ -207,14 +214,14 @@ class TrainingLoop:
                     self._save(np.stack([sums, logged]))
                 if stopping:
                     self._stop()
-            if progress and progress.due():
-                progress.show(step - epoch * self.steps_per_epoch, running)
+            if epoch_progress and epoch_progress.due():
+                epoch_progress.show(step - epoch * self.steps_per_epoch, running)
         self._toggle_profiler(step)
         return running
 
     def _batches(self, epoch: int, skip_batches: int):
         return self.learner.distribute_dataset(data.train_dataset(
-            self.cifar.train, self.config.batch_size, self.config.seed, epoch,
+            self.train_split, self.config.batch_size, self.config.seed, epoch,
             skip_batches=skip_batches, augmentation=self.config.augment))
 
     def _steps_in_next_call(self, step: int, end: int) -> int:
@@ -258,17 +265,28 @@ class TrainingLoop:
             f"--flagfile={os.path.join(self.workdir, run_folder.FLAGFILE)}",
             self.stops.exit_code)
 
-    def _finish(self, test: metrics.Averages) -> None:
-        self.summaries.test_results(self.config.epochs, test)
+    def _finish(self) -> dict:
+        """Evaluates the test set, the one time a run does, and writes the model,
+        the figures and, last, results.json; returns the results."""
+        test = self.learner.evaluate(self.cifar.test)
+        self.summaries.test_results(self.step(), test)
         self.summaries.flush()
-        finish.save_model_and_figures(self.learner, self.cifar, self.history, self.write_dir)
+        finish.save_model_and_figures(self.learner, self.cifar.test, self.cifar.class_names,
+                                      self.history, self.write_dir)
+        val_accuracy = self.history["val_accuracy"]
+        results = {"test_loss": test.loss, "test_accuracy": test.accuracy,
+                   "test_count": test.count, "val_data": self.val_data,
+                   "val_loss": self.history["val_loss"][-1], "val_accuracy": val_accuracy[-1],
+                   "best_val_accuracy": max(val_accuracy),
+                   "best_epoch": val_accuracy.index(max(val_accuracy)) + 1,
+                   "weights_fingerprint": self.learner.weights_fingerprint()}
+        run_folder.write_json(os.path.join(self.write_dir, run_folder.RESULTS), results)
+        return results
 
-    def _report(self, test: metrics.Averages) -> dict:
-        fingerprint = self.learner.weights_fingerprint()
+    def _report(self, results: dict) -> dict:
+        """Prints the results, the test set's last, and returns them with the history."""
         if self.chief:
-            print_test_results(test)
+            progress.print_results(results)
             print(f"Run folder: {self.workdir}")
-        print(f"Weights fingerprint: {fingerprint}")
-        return {"history": self.history, "test_loss": test.loss,
-                "test_accuracy": test.accuracy, "test_count": test.count,
-                "weights_fingerprint": fingerprint}
+        print(f"Weights fingerprint: {results['weights_fingerprint']}")
+        return {"history": self.history, **results}

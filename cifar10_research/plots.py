@@ -14,11 +14,13 @@ RIGHT = "tab:green"
 
 
 def curves(history: dict, metric: str):
-    """Train vs validation `metric` ("accuracy" or "loss") per epoch."""
+    """Train vs validation `metric` ("accuracy" or "loss") per epoch; the legend
+    says what the validation was measured on (history's "val_data")."""
     epochs = range(1, len(history[metric]) + 1)
     figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot(epochs, history[metric], marker="o", label=metric)
-    axes.plot(epochs, history[f"val_{metric}"], marker="o", label=f"val_{metric}")
+    axes.plot(epochs, history[metric], marker="o", label=f"{metric} (training batches)")
+    axes.plot(epochs, history[f"val_{metric}"], marker="o",
+              label=f"val_{metric} ({history['val_data']})")
     axes.set_xlabel("Epoch")
     axes.set_ylabel(metric.capitalize())
     if metric == "accuracy":
@@ -78,8 +80,8 @@ def sample_prediction(image, actual: str, predicted: str):
     return figure
 
 
-def prediction_grid(images, actual: list, predicted: list):
-    """Test images captioned with their prediction; wrong ones in red, with the truth.
+def prediction_grid(images, actual: list, predicted: list, fontsize: int = 7):
+    """Images captioned with their prediction; wrong ones in red, with the truth.
 
     One mosaic in one axes: drawing 25 subplots costs several times more.
     """
@@ -94,27 +96,31 @@ def prediction_grid(images, actual: list, predicted: list):
         mosaic[top:top + height, left:left + width] = image
         wrong = truth != guess
         axes.text(left + width / 2, top + height + 1, f"{guess}\n(true: {truth})" if wrong
-                  else guess, ha="center", va="top", fontsize=7,
+                  else guess, ha="center", va="top", fontsize=fontsize,
                   color=WRONG if wrong else RIGHT)
     axes.imshow(mosaic)
     axes.axis("off")
     return figure
 
 
-def confusion_matrix(matrix: np.ndarray, class_names):
-    """Counts of true (rows) vs predicted (columns) classes."""
-    figure, axes = plt.subplots(figsize=(7, 6))
-    image = axes.imshow(matrix, cmap="Blues")
-    figure.colorbar(image, ax=axes)
+def confusion_matrix(matrix: np.ndarray, class_names, compact: bool = False):
+    """True (rows) vs predicted (columns) classes: counts, or when `compact` each
+    row's percentages in a smaller figure with larger text (a TensorBoard card)."""
+    shown = 100 * matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if compact else matrix
+    figure, axes = plt.subplots(figsize=(4.6, 4.4) if compact else (7, 6))
+    image = axes.imshow(shown, cmap="Blues")
+    if not compact:
+        figure.colorbar(image, ax=axes)
+    fontsize = 12 if compact else 7
     ticks = range(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=45, ha="right")
-    axes.set_yticks(ticks, class_names)
+    axes.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=fontsize)
+    axes.set_yticks(ticks, class_names, fontsize=fontsize)
     axes.set_xlabel("Predicted")
-    axes.set_ylabel("True")
-    threshold = matrix.max() / 2
-    for (row, column), count in np.ndenumerate(matrix):
-        axes.text(column, row, f"{count:.0f}", ha="center", va="center", fontsize=7,
-                  color="white" if count > threshold else "black")
+    axes.set_ylabel("True" + (" (% of the row)" if compact else ""))
+    threshold = shown.max() / 2
+    for (row, column), value in np.ndenumerate(shown):
+        axes.text(column, row, f"{value:.0f}", ha="center", va="center", fontsize=fontsize,
+                  color="white" if value > threshold else "black")
     axes.set_title(f"Confusion matrix (accuracy {np.trace(matrix) / matrix.sum():.4f})")
     return figure
 

@@ -58,6 +58,24 @@ class EpochProgress:
         self._stream.flush()
 
 
-def print_test_results(test) -> None:
-    """`test`: metrics.Averages of the test set."""
-    print(f"Test accuracy: {test.accuracy:.4f} (loss {test.loss:.4f}, {test.count} images)")
+def print_validation_plan(val_data: str, validation_split: float) -> None:
+    """Says what the per-epoch validation is measured on, before the first epoch."""
+    if validation_split:
+        print(f"Validating after each epoch on {val_data} (--validation_split="
+              f"{validation_split}); the test set is evaluated once, after the last epoch.")
+    else:
+        print("Validating after each epoch on the test set, as the Keras tutorial does "
+              "(--validation_split=0); tune on held-out training images with "
+              "--validation_split=0.1.")
+
+
+def print_results(results: dict) -> None:
+    """A finished run's validation results, then its test results."""
+    print(f"Validation accuracy: {results['val_accuracy']:.4f} (last epoch; best "
+          f"{results['best_val_accuracy']:.4f}, epoch {results['best_epoch']}) on "
+          f"{results['val_data']}")
+    print_test_results(results["test_accuracy"], results["test_loss"], results["test_count"])
+
+
+def print_test_results(accuracy: float, loss: float, count: int) -> None:
+    print(f"Test accuracy: {accuracy:.4f} (loss {loss:.4f}, {count} images)")

@@ -19,14 +19,17 @@ CONFUSION_PLOT = "confusion_matrix.png"
 MODEL = "model.keras"
 SAVED_MODEL = "saved_model"
 EVAL_RESULTS = "eval.json"
+RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 TRAIN_LOGS = "train"
 VALIDATION_LOGS = "validation"
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+# history.json's "val_data": what val_loss and val_accuracy were measured on.
+TEST_SET = "the test set"
 
 
-def empty_history() -> dict:
-    return {key: [] for key in HISTORY_KEYS}
+def empty_history(val_data: str = TEST_SET) -> dict:
+    return {**{key: [] for key in HISTORY_KEYS}, "val_data": val_data}
 
 
 def prepare(workdir: str) -> None:
@@ -97,4 +100,22 @@ def read_history(workdir: str, epochs: int | None = None) -> dict:
     if epochs is not None and any(len(history[key]) < epochs for key in HISTORY_KEYS):
         raise UserError(f"{path} holds fewer epochs than the checkpoint ({epochs}): it "
                         f"was edited or damaged; choose another --run_name")
-    return {key: history[key][:epochs] for key in HISTORY_KEYS}
+    return {**{key: history[key][:epochs] for key in HISTORY_KEYS},
+            "val_data": history.get("val_data", TEST_SET)}  # Older runs validated on it.
+
+
+# What a finished run leaves besides results.json, which is written after them.
+ARTIFACTS = (MODEL, os.path.join(SAVED_MODEL, "saved_model.pb"), ACCURACY_PLOT, LOSS_PLOT,
+             CONFUSION_PLOT, PREDICTIONS_PLOT, SAMPLE_PLOT)
+
+
+def read_results(workdir: str) -> dict | None:
+    """The final results of a finished run, or None where the run has not
+    finished: results.json or one of the ARTIFACTS is missing or unreadable."""
+    if not all(os.path.exists(os.path.join(workdir, name)) for name in ARTIFACTS):
+        return None
+    try:
+        with open(os.path.join(workdir, RESULTS)) as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None

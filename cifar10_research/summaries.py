@@ -1,8 +1,9 @@
 """What a run writes to TensorBoard, through the standard tf.summary APIs.
 
-A run folder holds three TensorBoard runs: `train/` and `validation/` (their
-curves overlay), and the folder itself for the hyperparameters, the final test
-results and the model graph.
+A run folder holds three TensorBoard runs: `train/` and `validation/`, whose
+curves overlay on the same tags, and the folder itself for the
+hyperparameters, the final test results and the model graph. Speed and
+timing tags sit apart under `perf/`.
 """
 
 import dataclasses
@@ -12,55 +13,84 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from cifar10_research import metrics, run_folder
-from cifar10_research.config import Config
+from cifar10_research.config import COMPUTES, Config
+
+# The HParams tab's metrics, in the order its table shows them: (group, tag, name).
+HPARAMS_METRICS = (
+    ("", "test_accuracy", "test accuracy"),
+    ("", "test_loss", "test loss"),
+    (run_folder.VALIDATION_LOGS, "epoch_accuracy", "validation accuracy (last epoch)"),
+    (run_folder.VALIDATION_LOGS, "best_epoch_accuracy", "validation accuracy (best epoch)"),
+    (run_folder.VALIDATION_LOGS, "epoch_loss", "validation loss (last epoch)"),
+)
 
 
 class Summaries:
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, val_data: str):
+        """`val_data` says what the validation curves are measured on."""
         self._train = tf.summary.create_file_writer(os.path.join(workdir, run_folder.TRAIN_LOGS))
         self._validation = tf.summary.create_file_writer(
             os.path.join(workdir, run_folder.VALIDATION_LOGS))
         self._run = tf.summary.create_file_writer(workdir)
         self._train_logdir = os.path.join(workdir, run_folder.TRAIN_LOGS)
+        self._val_data = val_data
         self._profiling = False
 
     def hparams(self, config: Config) -> None:
-        """The run's settings, for TensorBoard's HParams tab."""
+        """The settings that change what is computed, for the HParams tab, and the
+        experiment that declares them and the metrics to compare runs by."""
+        computed = [field for field in dataclasses.fields(config)
+                    if field.metadata["kind"] == COMPUTES]
         with self._run.as_default():
-            hparams_api.hparams(dataclasses.asdict(config), trial_id=config.run_name)
+            hparams_api.hparams_config(
+                hparams=[hparams_api.HParam(field.name, _domain(field),
+                                            description=field.metadata["help"])
+                         for field in computed],
+                metrics=[hparams_api.Metric(tag, group=group or None, display_name=name)
+                         for group, tag, name in HPARAMS_METRICS])
+            hparams_api.hparams({field.name: getattr(config, field.name) for field in computed},
+                                trial_id=config.run_name)
 
     def graph(self, model, images) -> None:
-        """The model's forward pass as a graph, for the Graphs tab."""
+        """The model's forward pass on a batch like `images`, as the one graph of
+        the Graphs tab (a traced call would add the caller's graph beside it)."""
         forward = tf.function(lambda batch: model(batch, training=False))
-        tf.summary.trace_on(graph=True, profiler=False)
-        forward(images)
+        graph = forward.get_concrete_function(tf.TensorSpec(images.shape, images.dtype)).graph
         with self._run.as_default():
-            tf.summary.trace_export(name=model.name, step=0)
+            tf.summary.graph(graph)
 
     def step(self, global_step: int, window: metrics.Averages, learning_rate: float,
              images_per_second: float) -> None:
         """Mean loss and accuracy of the steps since the last call, and their speed."""
         with self._train.as_default(step=global_step):
-            tf.summary.scalar("loss", window.loss)
-            tf.summary.scalar("accuracy", window.accuracy)
-            tf.summary.scalar("learning_rate", learning_rate)
-            tf.summary.scalar("images_per_second", images_per_second)
+            _quality(window, "training batches: mean of the steps since the last point")
+            tf.summary.scalar("learning_rate", learning_rate,
+                              description="the learning rate of the next step")
+            tf.summary.scalar("perf/images_per_second", images_per_second,
+                              description="training images per second since the last point")
 
-    def epoch(self, epoch: int, train: metrics.Averages, test: metrics.Averages,
-              seconds: float) -> None:
-        for writer, results in ((self._train, train), (self._validation, test)):
-            with writer.as_default(step=epoch):
-                tf.summary.scalar("epoch_loss", results.loss)
-                tf.summary.scalar("epoch_accuracy", results.accuracy)
+    def epoch(self, epoch: int, global_step: int, train: metrics.Averages,
+              validation: metrics.Averages, best_accuracy: float, seconds: float) -> None:
+        """The epoch's training and validation results; validation also at the
+        global step, on the training curves' tags, so the two overlay."""
+        with self._validation.as_default(step=global_step):
+            _quality(validation, f"{self._val_data}, after the epoch ending here")
         with self._train.as_default(step=epoch):
-            tf.summary.scalar("epoch_seconds", seconds)
+            _quality(train, "training batches: mean over the epoch", "epoch_")
+            tf.summary.scalar("perf/epoch_seconds", seconds,
+                              description="wall time of the epoch, its evaluation included")
+        with self._validation.as_default(step=epoch):
+            _quality(validation, self._val_data, "epoch_")
+            tf.summary.scalar("best_epoch_accuracy", best_accuracy,
+                              description=f"the best epoch_accuracy so far ({self._val_data})")
 
     def images(self, epoch: int, predictions_png: bytes, confusion_png: bytes) -> None:
         """The test-prediction grid and the confusion matrix of this epoch."""
         with self._validation.as_default(step=epoch):
             for name, png in (("predictions", predictions_png),
                               ("confusion_matrix", confusion_png)):
-                tf.summary.image(name, tf.io.decode_png(png, channels=4)[tf.newaxis])
+                tf.summary.image(name, tf.io.decode_png(png, channels=4)[tf.newaxis],
+                                 description=f"on {self._val_data}, after the epoch")
 
     def histograms(self, epoch: int, variables, gradients) -> None:
         with self._train.as_default(step=epoch):
@@ -68,11 +98,13 @@ class Summaries:
                 tf.summary.histogram(f"weights/{variable.path}", variable)
                 tf.summary.histogram(f"gradients/{variable.path}", gradient)
 
-    def test_results(self, epoch: int, test: metrics.Averages) -> None:
-        """Final test loss and accuracy: the metrics of the HParams tab."""
-        with self._run.as_default(step=epoch):
-            tf.summary.scalar("test_accuracy", test.accuracy)
-            tf.summary.scalar("test_loss", test.loss)
+    def test_results(self, global_step: int, test: metrics.Averages) -> None:
+        """The final test loss and accuracy: the HParams tab's first metrics."""
+        with self._run.as_default(step=global_step):
+            tf.summary.scalar("test_accuracy", test.accuracy,
+                              description=f"on the {test.count} test images, after training")
+            tf.summary.scalar("test_loss", test.loss,
+                              description=f"on the {test.count} test images, after training")
 
     def start_profiler(self) -> None:
         if not self._profiling:
@@ -88,3 +120,20 @@ class Summaries:
     def flush(self) -> None:
         for writer in (self._train, self._validation, self._run):
             writer.flush()
+
+
+def _quality(results: metrics.Averages, measured_on: str, prefix: str = "") -> None:
+    """Loss and accuracy scalars, described by what they were measured on."""
+    tf.summary.scalar(f"{prefix}loss", results.loss,
+                      description=f"categorical crossentropy on {measured_on}")
+    tf.summary.scalar(f"{prefix}accuracy", results.accuracy, description=measured_on)
+
+
+def _domain(field: dataclasses.Field):
+    """The HParams domain of a setting: its allowed names, whole numbers, or
+    None (TensorBoard infers a range from the runs' values)."""
+    if field.metadata["choices"]:
+        return hparams_api.Discrete(list(field.metadata["choices"]))
+    if isinstance(field.default, int):
+        return hparams_api.IntInterval(0, 2**31 - 1)
+    return None

@@ -1,14 +1,20 @@
 """Reads TensorBoard event files back, as TensorBoard itself does."""
 
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
+
+
+def _accumulator(event_dir: str) -> event_accumulator.EventAccumulator:
+    accumulator = event_accumulator.EventAccumulator(
+        event_dir, size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    return accumulator
 
 
 def read(event_dir: str) -> dict:
     """{tag: (plugin name, [(step, numpy value), ...])} of one TensorBoard run."""
-    accumulator = event_accumulator.EventAccumulator(
-        event_dir, size_guidance={event_accumulator.TENSORS: 0})
-    accumulator.Reload()
+    accumulator = _accumulator(event_dir)
     found = {}
     for tag in accumulator.Tags()["tensors"]:
         plugin = accumulator.SummaryMetadata(tag).plugin_data.plugin_name
@@ -22,3 +28,20 @@ def scalars(event_dir: str) -> dict:
     """{tag: [(step, float), ...]} of the scalar summaries of one TensorBoard run."""
     return {tag: [(step, float(value)) for step, value in values]
             for tag, (plugin, values) in read(event_dir).items() if plugin == "scalars"}
+
+
+def descriptions(event_dir: str) -> dict:
+    """{tag: description} of one TensorBoard run's summaries."""
+    accumulator = _accumulator(event_dir)
+    return {tag: accumulator.SummaryMetadata(tag).summary_description
+            for tag in accumulator.Tags()["tensors"]}
+
+
+def hparams_experiment(event_dir: str):
+    """The experiment a run declares for the HParams tab: (hparam names in order,
+    [(metric group, metric tag), ...] in order)."""
+    content = _accumulator(event_dir).SummaryMetadata(
+        hparams_metadata.EXPERIMENT_TAG).plugin_data.content
+    experiment = hparams_metadata.parse_experiment_plugin_data(content)
+    return ([info.name for info in experiment.hparam_infos],
+            [(info.name.group, info.name.tag) for info in experiment.metric_infos])

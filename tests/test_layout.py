@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -44,3 +45,17 @@ def test_no_source_file_is_over_300_lines():
         os.path.join(ROOT, "*", "*.py"))
     long = [os.path.relpath(path, ROOT) for path in sources if len(open(path).readlines()) > 300]
     assert long == []
+
+
+def test_every_image_the_readme_shows_is_in_the_repository():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    tracked = subprocess.run(["git", "ls-files", *images], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert images and sorted(tracked) == sorted(images)
+
+
+def test_committed_results_hold_no_path_of_the_machine_that_made_them():
+    for path in glob.glob(os.path.join(ROOT, "docs", "*.md")) + [os.path.join(ROOT, "README.md")]:
+        text = open(path).read()
+        assert not re.search(r"(?<![\w.])/(work|tmp|home|root|Users)/", text), path

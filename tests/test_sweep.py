@@ -10,12 +10,24 @@ from scripts import sweep
 from tests.conftest import ROOT, run_python
 
 
-def _write_history(workdir, val_accuracy, seconds=10.0):
+VAL_DATA = "5,000 held-out training images"
+
+
+def _write_run(workdir, val_accuracy, test_accuracy=0.5, seconds=10.0, finished=True):
+    """A run folder's history.json and, if `finished`, results.json."""
     epochs = len(val_accuracy)
     history = {"loss": [1.0] * epochs, "accuracy": [0.5] * epochs, "val_loss": [1.1] * epochs,
-               "val_accuracy": val_accuracy, "seconds": [seconds] * epochs}
+               "val_accuracy": val_accuracy, "seconds": [seconds] * epochs,
+               "val_data": VAL_DATA}
     os.makedirs(workdir, exist_ok=True)
     run_folder.write_history(str(workdir), history)
+    if finished:
+        for name in run_folder.ARTIFACTS:  # Stand-ins: the sweep only checks they exist.
+            os.makedirs(os.path.dirname(os.path.join(workdir, name)), exist_ok=True)
+            open(os.path.join(workdir, name), "w").close()
+        run_folder.write_json(os.path.join(workdir, run_folder.RESULTS), {
+            "test_accuracy": test_accuracy, "val_accuracy": val_accuracy[-1],
+            "val_data": VAL_DATA})
 
 
 def _run_sweep(*args):
@@ -59,43 +71,58 @@ def test_the_expected_epochs_are_the_last_given_or_train_py_default():
     assert sweep.expected_epochs(["train.py", "--batch_size=32"]) == 10
 
 
-def test_only_a_run_with_all_its_epochs_is_finished(tmp_path):
-    _write_history(tmp_path / "run", [0.5, 0.6])
+def test_only_a_run_with_all_its_epochs_and_its_results_is_finished(tmp_path):
+    _write_run(tmp_path / "run", [0.5, 0.6])
+    _write_run(tmp_path / "unfinished", [0.5, 0.6], finished=False)
     assert sweep.is_finished(str(tmp_path / "run"), 2)
     assert not sweep.is_finished(str(tmp_path / "run"), 3)
+    assert not sweep.is_finished(str(tmp_path / "unfinished"), 2)
     assert not sweep.is_finished(str(tmp_path / "missing"), 2)
 
 
-def test_the_table_has_mean_and_sample_std_per_recipe(tmp_path):
+def test_the_table_ranks_by_validation_and_reports_test_beside_it(tmp_path):
     recipes = {"tutorial": ["--epochs=2"], "improved": ["--epochs=3", "--augment=flip"]}
     for seed, final in enumerate([0.60, 0.62, 0.64]):
-        _write_history(tmp_path / f"tutorial-seed{seed}", [0.5, final], seconds=20.0)
-        _write_history(tmp_path / f"improved-seed{seed}", [0.5, 0.6, final + 0.1], 30.0)
-    histories = sweep.read_histories(str(tmp_path), recipes, [0, 1, 2])
-    assert sweep.results_table(recipes, histories).splitlines() == [
-        "| recipe | flags | seeds | test accuracy (mean ± std) | seconds per run |",
-        "|---|---|---|---|---|",
-        "| tutorial | `--epochs=2` | 3 | 0.6200 ± 0.0200 | 40 |",
-        "| improved | `--epochs=3 --augment=flip` | 3 | 0.7200 ± 0.0200 | 90 |"]
+        # The test accuracy says the opposite of validation: it must not rank.
+        _write_run(tmp_path / f"tutorial-seed{seed}", [0.5, final], 0.9, seconds=20.0)
+        _write_run(tmp_path / f"improved-seed{seed}", [0.5, 0.6, final + 0.1],
+                   0.7 + seed / 100, 30.0)
+    runs = sweep.read_runs(str(tmp_path), recipes, [0, 1, 2])
+    assert sweep.results_table(recipes, runs).splitlines() == [
+        "| rank | recipe | flags | seeds | validated on | validation accuracy (mean ± std) "
+        "| test accuracy (mean ± std) | seconds per run |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| 1 | improved | `--epochs=3 --augment=flip` | 3 | {VAL_DATA} | 0.7200 ± 0.0200 | "
+        f"0.7100 ± 0.0100 | 90 |",
+        f"| 2 | tutorial | `--epochs=2` | 3 | {VAL_DATA} | 0.6200 ± 0.0200 | "
+        f"0.9000 ± 0.0000 | 40 |"]
 
 
 def test_one_seed_has_no_std(tmp_path):
-    _write_history(tmp_path / "plain-seed5", [0.61234])
-    histories = sweep.read_histories(str(tmp_path), {"plain": []}, [5])
-    assert sweep.results_table({"plain": []}, histories).splitlines()[-1] == (
-        "| plain | (defaults) | 1 | 0.6123 ± n/a | 10 |")
+    _write_run(tmp_path / "plain-seed5", [0.61234], 0.59876)
+    runs = sweep.read_runs(str(tmp_path), {"plain": []}, [5])
+    assert sweep.results_table({"plain": []}, runs).splitlines()[-1] == (
+        f"| 1 | plain | (defaults) | 1 | {VAL_DATA} | 0.6123 ± n/a | 0.5988 ± n/a | 10 |")
+
+
+def test_an_unfinished_run_is_named(tmp_path):
+    _write_run(tmp_path / "plain-seed0", [0.6], finished=False)
+    with pytest.raises(UserError, match="plain-seed0 has no results.json: it has not finished"):
+        sweep.read_runs(str(tmp_path), {"plain": []}, [0])
 
 
 @pytest.mark.slow
 def test_a_resumed_sweep_reuses_finished_runs_and_writes_results(tmp_path):
     for seed in (0, 1):
-        _write_history(tmp_path / f"quick-seed{seed}", [0.4, 0.5 + seed / 10])
+        _write_run(tmp_path / f"quick-seed{seed}", [0.4, 0.5 + seed / 10], 0.3)
     result = _run_sweep("--seeds=0,1", f"--model_dir={tmp_path}",
                         "--recipe=quick: --epochs=2", "--", "--data_dir=nowhere")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Reusing the finished run") == 2
     results = (tmp_path / sweep.RESULTS).read_text()
-    assert "| quick | `--epochs=2` | 2 | 0.5500 ± 0.0707 | 20 |" in results
+    assert (f"| 1 | quick | `--epochs=2` | 2 | {VAL_DATA} | 0.5500 ± 0.0707 | 0.3000 ± 0.0000 "
+            f"| 20 |") in results
+    assert "Ranked by validation accuracy" in results
     assert "Every run also got `--data_dir=nowhere`." in results
     png = (tmp_path / sweep.CURVES).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000

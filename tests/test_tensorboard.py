@@ -1,7 +1,9 @@
 """What TensorBoard and the figures show, read back from the files."""
 
+import dataclasses
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -11,9 +13,10 @@ import urllib.request
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cifar10_research import loop, run_folder
-from cifar10_research.config import Config
+from cifar10_research.config import COMPUTES, Config
 from tests import events, fake_cifar
 from tests.conftest import one_device, run_python
 
@@ -26,7 +29,9 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def run_root(tmp_path_factory):
-    """A root holding one 2-epoch run with histograms and a profile."""
+    """A root holding two 2-epoch runs, as a researcher compares them: "watched",
+    validated on the test set, with histograms and a profile; "held", of another
+    seed, validated on a quarter of the training images held out."""
     root = tmp_path_factory.mktemp("tensorboard")
     fake_cifar.write_folder(str(root / "data"))
     config = Config(epochs=2, batch_size=16, learning_rate=3e-3, data_dir=str(root / "data"),
@@ -34,19 +39,22 @@ def run_root(tmp_path_factory):
                     profile_steps="2,4")
     results = loop.train_and_evaluate(config, str(root / "runs" / "watched"),
                                       strategy=one_device())
+    loop.train_and_evaluate(config.replace(run_name="held", seed=1, validation_split=0.25,
+                                           histograms=False, profile_steps=""),
+                            str(root / "runs" / "held"), strategy=one_device())
     return root / "runs", results
 
 
 def test_train_scalars_every_log_step_and_epoch(run_root):
     runs, results = run_root
     train = events.scalars(str(runs / "watched" / run_folder.TRAIN_LOGS))
-    for tag in ("loss", "accuracy", "learning_rate", "images_per_second"):
+    for tag in ("loss", "accuracy", "learning_rate", "perf/images_per_second"):
         assert [step for step, _ in train[tag]] == [3, 6, 9, 12], tag
     np.testing.assert_allclose([value for _, value in train["learning_rate"]], 3e-3, rtol=1e-6)
-    assert all(value > 0 for _, value in train["images_per_second"])
+    assert all(value > 0 for _, value in train["perf/images_per_second"])
     np.testing.assert_allclose([v for _, v in train["epoch_accuracy"]],
                                results["history"]["accuracy"], rtol=1e-6)
-    np.testing.assert_allclose([v for _, v in train["epoch_seconds"]],
+    np.testing.assert_allclose([v for _, v in train["perf/epoch_seconds"]],
                                results["history"]["seconds"], rtol=1e-6)
 
 
@@ -77,15 +85,55 @@ def test_histograms_of_weights_and_gradients_each_epoch(run_root):
     assert all([step for step, _ in histograms[tag]] == [1, 2] for tag in weights + gradients)
 
 
+def test_validation_overlays_training_at_the_global_step_of_each_epoch(run_root):
+    runs, results = run_root
+    validation = events.scalars(str(runs / "watched" / run_folder.VALIDATION_LOGS))
+    # 7 steps an epoch: the epochs end at global steps 7 and 14.
+    assert validation["accuracy"] == [(7, pytest.approx(results["history"]["val_accuracy"][0])),
+                                      (14, pytest.approx(results["history"]["val_accuracy"][1]))]
+    assert [step for step, _ in validation["loss"]] == [7, 14]
+    assert [value for _, value in validation["best_epoch_accuracy"]] == pytest.approx(
+        np.maximum.accumulate(results["history"]["val_accuracy"]))
+
+
+def test_every_scalar_says_what_it_measures_and_speed_sits_apart(run_root):
+    runs, _ = run_root
+    train = events.descriptions(str(runs / "watched" / run_folder.TRAIN_LOGS))
+    validation = events.descriptions(str(runs / "watched" / run_folder.VALIDATION_LOGS))
+    held = events.descriptions(str(runs / "held" / run_folder.VALIDATION_LOGS))
+    for tag in ("loss", "accuracy", "epoch_loss", "epoch_accuracy", "learning_rate",
+                "perf/images_per_second", "perf/epoch_seconds"):
+        assert train[tag], tag
+    assert "the test set" in validation["accuracy"]
+    assert re.match(r"\d+ held-out training images", held["accuracy"])
+    assert not [tag for tag in train if "second" in tag and not tag.startswith("perf/")]
+
+
+def test_hparams_declare_what_is_computed_and_the_test_metrics_first(run_root):
+    runs, _ = run_root
+    hparams, metrics = events.hparams_experiment(str(runs / "held"))
+    computed = [field.name for field in dataclasses.fields(Config)
+                if field.metadata["kind"] == COMPUTES]
+    assert hparams == computed
+    assert {"validation_split", "model", "seed", "learning_rate"} <= set(hparams)
+    assert not {"data_dir", "model_dir", "checkpoint", "force", "mode", "gpus",
+                "profile_steps", "histograms"} & set(hparams)
+    assert metrics == [("", "test_accuracy"), ("", "test_loss"),
+                       ("validation", "epoch_accuracy"), ("validation", "best_epoch_accuracy"),
+                       ("validation", "epoch_loss")]
+
+
 def test_hparams_test_results_and_graph_in_the_run_itself(run_root):
     runs, results = run_root
     run = events.read(str(runs / "watched"))
     assert run["_hparams_/session_start_info"][0] == "hparams"
     assert events.scalars(str(runs / "watched"))["test_accuracy"] == [
-        (2, pytest.approx(results["test_accuracy"], rel=1e-6))]
-    graph_files = [name for name in os.listdir(runs / "watched") if "tfevents" in name]
-    graph = b"".join((runs / "watched" / name).read_bytes() for name in graph_files)
-    assert b"simple-cnn" in graph and b"Conv2D" in graph
+        (14, pytest.approx(results["test_accuracy"], rel=1e-6))]
+    graphs = [event.graph_def for name in os.listdir(runs / "watched") if "tfevents" in name
+              for event in tf.compat.v1.train.summary_iterator(str(runs / "watched" / name))
+              if event.graph_def]
+    assert len(graphs) == 1  # The model's, alone: no graph of a caller beside it.
+    assert b"simple-cnn" in graphs[0] and b"Conv2D" in graphs[0]
 
 
 def test_the_profile_of_the_chosen_steps_is_written(run_root):
@@ -108,8 +156,8 @@ def test_compare_runs_overlays_several_runs(run_root, tmp_path):
     runs, results = run_root
     other = tmp_path / "other"
     other.mkdir()
-    history = {key: [value * 0.9 for value in values]
-               for key, values in results["history"].items()}
+    history = {key: [value * 0.9 for value in results["history"][key]]
+               for key in run_folder.HISTORY_KEYS}
     (other / run_folder.HISTORY).write_text(json.dumps(history))
     output = tmp_path / "comparison.png"
     result = run_python("scripts/compare_runs.py", str(runs / "watched"), str(other),
@@ -156,9 +204,15 @@ def test_a_real_tensorboard_serves_the_run(run_root):
         experiment = _get(f"{base}/data/plugin/hparams/experiment",
                           json.dumps({"experimentName": ""}).encode())
         names = {info["name"] for info in experiment["hparamInfos"]}
-        assert {"batch_size", "learning_rate", "epochs", "seed"} <= names
-        metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
-        assert {"test_accuracy", "test_loss"} <= metrics
+        assert names == {field.name for field in dataclasses.fields(Config)
+                         if field.metadata["kind"] == COMPUTES}
+        metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
+        assert metrics[:2] == ["test_accuracy", "test_loss"]
+        sessions = _get(f"{base}/data/plugin/hparams/session_groups", json.dumps(
+            {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN"],
+             "colParams": [], "startIndex": 0, "sliceSize": 10}).encode())
+        assert sorted(group["name"] for group in sessions["sessionGroups"]) == [
+            "held", "watched"]
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -89,7 +89,7 @@ def test_a_finished_run_is_evaluated_not_trained_again(finished_run, capsys):
     with open(os.path.join(workdir, run_folder.HISTORY)) as file:
         before = file.read()
     again = loop.train_and_evaluate(config, workdir, strategy=one_device())
-    assert "has finished its 2 epochs: evaluating it" in capsys.readouterr().out
+    assert "has finished its 2 epochs; its results:" in capsys.readouterr().out
     assert again["weights_fingerprint"] == results["weights_fingerprint"]
     assert again["test_accuracy"] == results["test_accuracy"]
     with open(os.path.join(workdir, run_folder.HISTORY)) as file:
