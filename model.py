@@ -5,6 +5,7 @@ outputs, and one MODELS entry; --model then accepts its name.
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 from cifar10_research.dataset import IMAGE_SHAPE, NUM_CLASSES
@@ -53,6 +54,20 @@ def wide_cnn() -> keras.Model:
         # float32 even under mixed precision, for a stable softmax and loss.
         layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
     ], name="wide-cnn")
+
+
+def flops_per_image(network: keras.Model) -> int:
+    """Floating-point operations of one image's forward pass: 2 per multiply-add of
+    the convolutions and dense layers (batch norm, activations and pooling,
+    a few percent more, are left out, as is usual)."""
+    total = 0
+    for layer in network.layers:
+        if isinstance(layer, layers.Conv2D):
+            height, width, channels = layer.output.shape[1:]
+            total += 2 * height * width * channels * int(np.prod(layer.kernel.shape[:3]))
+        elif isinstance(layer, layers.Dense):
+            total += 2 * int(np.prod(layer.kernel.shape))
+    return total
 
 
 # The networks by --model name; each call builds a new, randomly initialised model.

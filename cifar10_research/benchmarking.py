@@ -1,11 +1,17 @@
-"""Training speed of this loop against Keras' model.fit, for scripts/benchmark.py.
+"""This codebase against Keras' model.fit, for scripts/benchmark.py.
 
-Both train the same model on the same data, batch size and optimizer, in
-alternating rounds, so that the machine's changing speed hits both alike.
+Training speed: both train the same model on the same data, batch size and
+optimizer. Time to accuracy: the Keras tutorial's fit against a recipe of this
+codebase. Both in alternating rounds, so that the machine's changing speed
+hits both alike.
 """
 
+import os
 import resource
+import shlex
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -15,8 +21,9 @@ import tensorflow as tf
 
 import data
 import model
-from cifar10_research import dataset, loop
+from cifar10_research import dataset, loop, run_folder
 from cifar10_research.config import Config
+from cifar10_research.errors import UserError
 
 
 def load(data_dir: str) -> dataset.Cifar10:
@@ -122,3 +129,61 @@ def measure(data_dir: str, rounds: int, steps: int, batch_size: int,
         "eval_images_per_s": loops[compared].eval_images_per_second(),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
+
+
+def tutorial_fit(cifar: dataset.Cifar10, epochs: int, batch_size: int) -> tuple[float, float]:
+    """The Keras tutorial as it is written: model.fit on the whole training set,
+    validating on the test set after each epoch. Returns (seconds of the fit
+    call, final test accuracy)."""
+    images = cifar.train.images.astype(np.float32) / 255.0
+    labels = keras.utils.to_categorical(cifar.train.labels, dataset.NUM_CLASSES)
+    test_images = cifar.test.images.astype(np.float32) / 255.0
+    test_labels = keras.utils.to_categorical(cifar.test.labels, dataset.NUM_CLASSES)
+    network = model.simple_cnn()
+    network.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
+                    metrics=["accuracy"])
+    start = time.perf_counter()
+    history = network.fit(images, labels, batch_size=batch_size, epochs=epochs, verbose=0,
+                          validation_data=(test_images, test_labels))
+    return time.perf_counter() - start, history.history["val_accuracy"][-1]
+
+
+def recipe_run(recipe: str, data_dir: str, workdir: str) -> tuple[float, float, float]:
+    """`python -m train --flagfile=<recipe>` as a user runs it, in a process of its own.
+
+    Returns (seconds of training: the run's epoch times, per-epoch evaluation
+    included, as history.json records them; seconds of the whole command; its
+    test accuracy)."""
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "train", f"--flagfile={recipe}", f"--data_dir={data_dir}",
+               f"--model_dir={os.path.dirname(workdir)}", f"--run_name={os.path.basename(workdir)}"]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode:
+        raise UserError(f"{shlex.join(command)} failed: {completed.stderr.strip()[-500:]}")
+    command_seconds = time.perf_counter() - start
+    training_seconds = sum(run_folder.read_history(workdir)["seconds"])
+    return training_seconds, command_seconds, run_folder.read_results(workdir)["test_accuracy"]
+
+
+def time_to_accuracy(data_dir: str, recipe: str, rounds: int, fit_epochs: int = 10,
+                     fit_batch_size: int = 64) -> dict:
+    """Alternating rounds of the tutorial's model.fit and of `recipe`: the seconds
+    each trained and the test accuracy each reached, and the median ratio of
+    the fit's seconds to the recipe's (the machine's speed drifts between
+    minutes: only ratios within a round compare)."""
+    cifar = dataset.load_cifar10(data_dir)
+    keras.utils.set_random_seed(0)
+    figures = {key: [] for key in ("fit_seconds", "fit_test_accuracy", "recipe_seconds",
+                                   "recipe_command_seconds", "recipe_test_accuracy")}
+    with tempfile.TemporaryDirectory(prefix="time-to-accuracy-") as root:
+        for round_index in range(rounds):
+            fit_seconds, fit_accuracy = tutorial_fit(cifar, fit_epochs, fit_batch_size)
+            seconds, command_seconds, accuracy = recipe_run(
+                recipe, data_dir, os.path.join(root, f"round{round_index}"))
+            for key, value in zip(figures, (fit_seconds, fit_accuracy, seconds,
+                                            command_seconds, accuracy)):
+                figures[key].append(value)
+    ratios = [fit / ours for fit, ours in zip(figures["fit_seconds"], figures["recipe_seconds"])]
+    return {"data": data_dir, "recipe": recipe, "fit_epochs": fit_epochs,
+            "fit_batch_size": fit_batch_size, **figures, "time_to_accuracy_ratios": ratios,
+            "time_to_accuracy_ratio": statistics.median(ratios)}

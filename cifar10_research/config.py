@@ -83,10 +83,12 @@ class Config:
         "evaluation.", COMPUTES, choices=data.AUGMENTATIONS)
     lr_schedule: str = setting(
         "constant", "How the learning rate changes over the run, after --warmup_epochs: "
-        "constant; cosine (decays to 0); step (x0.1 at 50% and 75% of the steps).",
+        "constant; cosine (decays to 0); linear (decays to 0; with a warmup, the one-cycle "
+        "shape); step (x0.1 at 50% and 75% of the steps).",
         COMPUTES, choices=schedules.SCHEDULES)
-    warmup_epochs: int = setting(0, "Epochs over which the learning rate rises linearly "
-                                 "from 0.", COMPUTES, rule=at_least(0))
+    warmup_epochs: float = setting(0.0, "Epochs over which the learning rate rises linearly "
+                                   "from 0 (fractions too, e.g. 0.5).", COMPUTES,
+                                   rule=at_least(0))
     weight_decay: float = setting(
         0.0, "Decoupled weight decay; above 0 the optimizer is AdamW (biases and batch-norm "
         "scales are not decayed).", COMPUTES, rule=at_least(0))
@@ -99,6 +101,10 @@ class Config:
         "epoch. 0.1 holds out 5,000 images, the usual protocol. 0 (the Keras tutorial's "
         "way) validates on the test set.", COMPUTES,
         rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
+    tta: bool = setting(
+        False, "Test-time augmentation: evaluate each image by the mean of the predictions "
+        "for it and its mirror image (as airbench does); evaluation takes twice as long.",
+        COMPUTES)
     mixed_precision: str = setting(
         "none", "Compute in float16 (with loss scaling) or bfloat16, keeping float32 weights "
         "and a float32 last layer: for GPUs (and CPUs) with fast half-precision math.",

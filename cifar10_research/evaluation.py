@@ -40,8 +40,8 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
                             f"extension)") from None
     test = learner.evaluate(cifar.test)
     results = {"checkpoint": path, "test_loss": test.loss, "test_accuracy": test.accuracy,
-               "test_count": test.count}
+               "test_count": test.count, "tta": config.tta}
     run_folder.write_json(os.path.join(workdir, run_folder.EVAL_RESULTS), results)
     print(f"Checkpoint {path}")
-    print_test_results(test.accuracy, test.loss, test.count)
+    print_test_results(test.accuracy, test.loss, test.count, config.tta)
     return results

@@ -32,9 +32,10 @@ class Learner:
         self.strategy = strategy
         self.global_batch_size = config.batch_size
         self.label_smoothing = config.label_smoothing
+        self.tta = config.tta
         self.schedule = schedules.WarmupSchedule(
             config.lr_schedule, config.learning_rate, config.epochs * steps_per_epoch,
-            config.warmup_epochs * steps_per_epoch)
+            round(config.warmup_epochs * steps_per_epoch))
         self._replica_step = (tf.function(self._train_step, jit_compile=True)
                               if config.jit_compile else self._train_step)
         # Everything with variables is made in the scope, and the optimizer's
@@ -108,6 +109,9 @@ class Learner:
 
     def _eval_step(self, images, labels):
         probabilities = self.model(images, training=False)
+        if self.tta:  # The mean with the mirror images' predictions.
+            mirrored = self.model(tf.reverse(images, axis=[2]), training=False)
+            probabilities = (probabilities + mirrored) / 2
         per_example_loss = keras.losses.categorical_crossentropy(labels, probabilities)
         self.eval_totals.update(per_example_loss, labels, probabilities)
         self.confusion.update(labels, probabilities)

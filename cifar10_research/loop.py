@@ -275,7 +275,7 @@ class TrainingLoop:
                                       self.history, self.write_dir)
         val_accuracy = self.history["val_accuracy"]
         results = {"test_loss": test.loss, "test_accuracy": test.accuracy,
-                   "test_count": test.count, "val_data": self.val_data,
+                   "test_count": test.count, "tta": self.config.tta, "val_data": self.val_data,
                    "val_loss": self.history["val_loss"][-1], "val_accuracy": val_accuracy[-1],
                    "best_val_accuracy": max(val_accuracy),
                    "best_epoch": val_accuracy.index(max(val_accuracy)) + 1,

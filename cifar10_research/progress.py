@@ -74,8 +74,11 @@ def print_results(results: dict) -> None:
     print(f"Validation accuracy: {results['val_accuracy']:.4f} (last epoch; best "
           f"{results['best_val_accuracy']:.4f}, epoch {results['best_epoch']}) on "
           f"{results['val_data']}")
-    print_test_results(results["test_accuracy"], results["test_loss"], results["test_count"])
+    print_test_results(results["test_accuracy"], results["test_loss"], results["test_count"],
+                       results.get("tta", False))
 
 
-def print_test_results(accuracy: float, loss: float, count: int) -> None:
-    print(f"Test accuracy: {accuracy:.4f} (loss {loss:.4f}, {count} images)")
+def print_test_results(accuracy: float, loss: float, count: int, tta: bool) -> None:
+    """The test results; says when they are of test-time augmentation."""
+    with_tta = ", flip test-time augmentation" if tta else ""
+    print(f"Test accuracy: {accuracy:.4f} (loss {loss:.4f}, {count} images{with_tta})")

@@ -24,6 +24,12 @@ def _cosine(step, warmup_steps: int, total_steps: int):
     return 0.5 * (1.0 + tf.cos(math.pi * progress))
 
 
+def _linear(step, warmup_steps: int, total_steps: int):
+    """From 1 to 0 along a straight line over the steps after the warmup."""
+    decay_steps = max(total_steps - warmup_steps, 1)
+    return 1.0 - tf.clip_by_value((step - warmup_steps) / decay_steps, 0.0, 1.0)
+
+
 def _step(step, warmup_steps: int, total_steps: int):
     """STEP_FACTOR to the power of how many STEP_FRACTIONS of the run have passed."""
     cuts = tf.add_n([tf.cast(step >= fraction * total_steps, tf.float32)
@@ -32,7 +38,7 @@ def _step(step, warmup_steps: int, total_steps: int):
 
 
 # The decay after the warmup, by --lr_schedule name: a factor from 1 down.
-SCHEDULES = {"constant": _constant, "cosine": _cosine, "step": _step}
+SCHEDULES = {"constant": _constant, "cosine": _cosine, "linear": _linear, "step": _step}
 
 
 class WarmupSchedule:

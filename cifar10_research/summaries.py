@@ -134,6 +134,8 @@ def _domain(field: dataclasses.Field):
     None (TensorBoard infers a range from the runs' values)."""
     if field.metadata["choices"]:
         return hparams_api.Discrete(list(field.metadata["choices"]))
+    if isinstance(field.default, bool):
+        return hparams_api.Discrete([False, True])
     if isinstance(field.default, int):
         return hparams_api.IntInterval(0, 2**31 - 1)
     return None

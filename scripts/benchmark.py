@@ -1,6 +1,14 @@
-"""Training speed of this loop against Keras' model.fit, in one process.
+"""Training speed of this loop against Keras' model.fit, in one process; or the
+time each takes to its accuracy.
 
     python scripts/benchmark.py --data_dir=../shared/cifar10 [--json]
+    python scripts/benchmark.py --time_to_accuracy --rounds=2 --data_dir=../shared/cifar10
+
+With --time_to_accuracy, alternates --rounds rounds of the Keras tutorial as
+written (model.fit for --fit_epochs epochs of batch 64, validating on the test
+set after each) and of `python -m train --flagfile=<--recipe>`, and reports
+the seconds each trained, the test accuracy each reached, and the median ratio
+of the fit's seconds to the recipe's.
 
 Alternates --rounds rounds of (a) the tutorial's model.fit and (b) this
 codebase's training loop (TrainingLoop.train_epoch), each for --steps steps
@@ -11,6 +19,7 @@ uses random images of CIFAR-10's shape.
 """
 
 import json
+import os
 import statistics
 import sys
 
@@ -20,6 +29,7 @@ from absl import logging
 
 from cifar10_research import benchmarking
 from cifar10_research.config import Config
+from cifar10_research.errors import UserError, reported_in_one_line
 
 flags.DEFINE_string("data_dir", "", "CIFAR-10 to measure on (default: random images).")
 flags.DEFINE_integer("rounds", 5, "Alternating rounds of model.fit and this loop.", lower_bound=1)
@@ -30,6 +40,14 @@ flags.DEFINE_list(
     "This loop's --steps_per_loop; several values are measured side by side, and the "
     "first is the one compared with model.fit.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
+flags.DEFINE_bool("time_to_accuracy", False,
+                  "Compare the time to accuracy of the tutorial's model.fit and --recipe.")
+flags.DEFINE_string(
+    "recipe", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "recipes", "fast.flags"),
+    "With --time_to_accuracy: the flagfile of the recipe to time.")
+flags.DEFINE_integer("fit_epochs", 10, "With --time_to_accuracy: the tutorial fit's epochs.",
+                     lower_bound=1)
 FLAGS = flags.FLAGS
 
 
@@ -54,16 +72,41 @@ def print_table(results: dict) -> None:
     print(f"Peak RSS: {results['peak_rss_gib']:.2f} GiB")
 
 
+def print_time_to_accuracy(results: dict) -> None:
+    print(f"Data: {results['data']}; the tutorial's model.fit ({results['fit_epochs']} "
+          f"epochs, batch {results['fit_batch_size']}) vs {results['recipe']}")
+    print(f"{'round':>6} {'fit s':>8} {'fit test acc':>13} {'recipe s':>9} "
+          f"{'(whole command s)':>18} {'recipe test acc':>16} {'ratio':>6}")
+    rows = zip(results["fit_seconds"], results["fit_test_accuracy"], results["recipe_seconds"],
+               results["recipe_command_seconds"], results["recipe_test_accuracy"],
+               results["time_to_accuracy_ratios"])
+    for index, (fit, fit_accuracy, ours, command, accuracy, ratio) in enumerate(rows, 1):
+        print(f"{index:>6} {fit:>8.1f} {fit_accuracy:>13.4f} {ours:>9.1f} {command:>18.1f} "
+              f"{accuracy:>16.4f} {ratio:>6.2f}")
+    print(f"Time-to-accuracy ratio (fit seconds over the recipe's, median): "
+          f"{results['time_to_accuracy_ratio']:.2f}")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs checkpoint saves as INFO.
-    results = benchmarking.measure(
-        FLAGS.data_dir, FLAGS.rounds, FLAGS.steps, FLAGS.batch_size,
-        [int(k) for k in FLAGS.steps_per_loop])
+    with reported_in_one_line():
+        if FLAGS.time_to_accuracy:
+            if not FLAGS.data_dir:
+                raise UserError("--time_to_accuracy needs --data_dir: accuracy on random "
+                                "images means nothing")
+            results = benchmarking.time_to_accuracy(FLAGS.data_dir, FLAGS.recipe, FLAGS.rounds,
+                                                    FLAGS.fit_epochs)
+        else:
+            results = benchmarking.measure(FLAGS.data_dir, FLAGS.rounds, FLAGS.steps,
+                                           FLAGS.batch_size,
+                                           [int(k) for k in FLAGS.steps_per_loop])
     if FLAGS.json:
         json.dump(results, sys.stdout, indent=2)
         print()
+    elif FLAGS.time_to_accuracy:
+        print_time_to_accuracy(results)
     else:
         print_table(results)
 

@@ -9,7 +9,8 @@ from cifar10_research.errors import UserError
 @pytest.mark.parametrize("setting, value, message", [
     ("model", "resnet", "unknown --model=resnet: use one of simple_cnn, wide_cnn"),
     ("augment", "rotate", "unknown --augment=rotate: use one of none, flip, flip_crop"),
-    ("lr_schedule", "linear", "unknown --lr_schedule=linear: use one of constant, cosine, step"),
+    ("lr_schedule", "exp", "unknown --lr_schedule=exp: use one of constant, cosine, linear, "
+                           "step"),
     ("strategy", "tpu", "unknown --strategy=tpu: use one of auto, one_device, mirrored, "
                         "multi_worker"),
     ("mixed_precision", "int8", "unknown --mixed_precision=int8: use one of none, float16, "

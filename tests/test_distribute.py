@@ -18,9 +18,9 @@ from tests.conftest import (one_device, run_python, tiny_cifar, tiny_split, trai
                             two_replicas)
 
 
-def fresh_learner(strategy, batch_size=16, seed=0):
+def fresh_learner(strategy, batch_size=16, seed=0, **settings):
     keras.utils.set_random_seed(seed)
-    return Learner(strategy, Config(batch_size=batch_size, learning_rate=3e-3),
+    return Learner(strategy, Config(batch_size=batch_size, learning_rate=3e-3, **settings),
                    steps_per_epoch=6)
 
 
@@ -62,6 +62,20 @@ def test_evaluation_counts_each_example_once_on_two_replicas(rows):
     assert mirrored.loss == pytest.approx(expected_loss, rel=1e-5)
     assert mirrored.accuracy == pytest.approx(expected_accuracy)
     assert single.loss == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_test_time_augmentation_averages_each_image_with_its_mirror():
+    split = tiny_split(37, seed=5)
+    learner = fresh_learner(two_replicas(), tta=True)
+    results = learner.evaluate(split)
+    images = split.images.astype(np.float32) / 255.0
+    probabilities = (learner.model(images).numpy() + learner.model(images[:, :, ::-1]).numpy()) / 2
+    assert results.count == 37
+    assert results.loss == pytest.approx(
+        -np.mean(np.log(probabilities[np.arange(37), split.labels])), rel=1e-5)
+    assert results.accuracy == pytest.approx(np.mean(probabilities.argmax(1) == split.labels))
+    without = fresh_learner(two_replicas()).evaluate(split)  # The same weights.
+    assert without.loss != pytest.approx(results.loss, rel=1e-5)
 
 
 def trained_weights(tmp_path, name, strategy, **changes):

@@ -56,3 +56,13 @@ def test_the_wide_model_trains_and_resumes_exactly(tmp_path, crash_on_save):
     resumed, _ = train(tmp_path, "interrupted", **options)
     assert resumed["weights_fingerprint"] == uninterrupted["weights_fingerprint"]
     assert resumed["history"]["val_loss"] == uninterrupted["history"]["val_loss"]
+
+
+def test_a_fractional_warmup_counts_the_steps_of_its_share_of_an_epoch(tmp_path):
+    _, workdir = train(tmp_path, lr_schedule="linear", warmup_epochs=0.5)
+    logged = dict(events.scalars(os.path.join(workdir, run_folder.TRAIN_LOGS))["learning_rate"])
+    # 8 steps an epoch: up to 3e-3 over 4 steps, then down to 0 at step 16.
+    assert logged[2] == pytest.approx(3e-3 * 2 / 4)
+    assert logged[4] == pytest.approx(3e-3)
+    assert logged[10] == pytest.approx(3e-3 * 6 / 12)
+    assert logged[16] == pytest.approx(0.0, abs=1e-9)

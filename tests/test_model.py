@@ -6,10 +6,14 @@ import pytest
 import model
 
 PARAMETERS = {"simple_cnn": 167_562, "wide_cnn": 357_482}
+# 2 x multiply-adds of the convolutions and dense layers, as model.flops_per_image counts.
+FLOPS = {"simple_cnn": 2 * (30 * 30 * 32 * 27 + 13 * 13 * 64 * 288 + 2304 * 64 + 64 * 10),
+         "wide_cnn": 2 * (32 * 32 * 32 * 27 + 16 * 16 * 64 * 288 + 8 * 8 * 128 * 576
+                          + 2048 * 128 + 128 * 10)}
 
 
-def test_every_registered_model_has_its_parameter_count_recorded_here():
-    assert set(model.MODELS) == set(PARAMETERS)
+def test_every_registered_model_has_its_parameter_and_flop_counts_recorded_here():
+    assert set(model.MODELS) == set(PARAMETERS) == set(FLOPS)
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
@@ -17,6 +21,11 @@ def test_builds_with_the_recorded_parameter_count(name):
     network = model.MODELS[name]()
     assert network.name == name.replace("_", "-")
     assert network.count_params() == PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERS))
+def test_flops_per_image_count_the_multiply_adds_of_convolutions_and_dense_layers(name):
+    assert model.flops_per_image(model.MODELS[name]()) == FLOPS[name]
 
 
 def test_simple_cnn_has_the_tutorials_layers_in_order():

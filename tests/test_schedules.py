@@ -61,3 +61,9 @@ def test_adam_without_weight_decay_and_adamw_with_it():
     assert type(adamw) is keras.optimizers.AdamW
     assert adamw.weight_decay == pytest.approx(1e-4)
     assert float(adamw.learning_rate) == pytest.approx(BASE)
+
+
+def test_linear_decays_to_zero_along_a_line_after_a_fractional_warmup():
+    # One-cycle: up over the first 25 steps, down to 0 at step 100.
+    np.testing.assert_allclose(_rates("linear", 100, 25, [0, 10, 25, 50, 100, 120]),
+                               [0.0, 0.4, 1.0, 2 / 3, 0.0, 0.0], rtol=1e-6, atol=1e-7)

@@ -46,3 +46,29 @@ def test_benchmark_reports_every_figure_as_json():
                 "peak_rss_gib"):
         assert figures[key] > 0, key
     assert figures["train_vs_fit_ratio"] == statistics.median(figures["train_vs_fit_ratios"])
+
+
+def test_benchmark_times_the_tutorials_fit_and_a_recipe(tiny_data_dir, tmp_path):
+    recipe = tmp_path / "quick.flags"
+    recipe.write_text("--epochs=1\n--batch_size=16\n")
+    result = run_script("benchmark.py", "--time_to_accuracy", f"--data_dir={tiny_data_dir}",
+                        f"--recipe={recipe}", "--rounds=2", "--fit_epochs=1", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for key in ("fit_seconds", "fit_test_accuracy", "recipe_seconds", "recipe_command_seconds",
+                "recipe_test_accuracy", "time_to_accuracy_ratios"):
+        assert len(figures[key]) == 2, key
+    assert all(0 <= accuracy <= 1 for accuracy in figures["recipe_test_accuracy"])
+    pairs = zip(figures["recipe_seconds"], figures["recipe_command_seconds"])
+    assert all(ours < whole for ours, whole in pairs)
+    assert figures["time_to_accuracy_ratios"] == pytest.approx(
+        [fit / ours for fit, ours in zip(figures["fit_seconds"], figures["recipe_seconds"])])
+    assert figures["time_to_accuracy_ratio"] == statistics.median(
+        figures["time_to_accuracy_ratios"])
+
+
+def test_benchmark_refuses_time_to_accuracy_on_random_images():
+    result = run_script("benchmark.py", "--time_to_accuracy")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: --time_to_accuracy needs --data_dir: accuracy on random images means nothing"]
