@@ -120,7 +120,9 @@ class TrainingLoop:
         """Trains the epochs not done yet, then evaluates the test set once and
         writes the model, figures and results; returns the results."""
         self._start_or_resume()
-        results = run_folder.read_results(self.write_dir)
+        # The chief's results, which every worker reads: all must agree on
+        # whether to evaluate, as an evaluation is a collective op.
+        results = run_folder.read_results(self.workdir)
         if self.epochs_done() >= self.config.epochs and results:
             print(f"{self.workdir} has finished its {self.epochs_done()} epochs; its results:")
             return self._report(results)

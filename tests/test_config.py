@@ -7,7 +7,7 @@ from cifar10_research.errors import UserError
 
 
 @pytest.mark.parametrize("setting, value, message", [
-    ("model", "resnet", "unknown --model=resnet: use one of simple_cnn, wide_cnn"),
+    ("model", "resnet", "unknown --model=resnet: use one of simple_cnn, wide_cnn, fast_cnn"),
     ("augment", "rotate", "unknown --augment=rotate: use one of none, flip, flip_crop"),
     ("lr_schedule", "exp", "unknown --lr_schedule=exp: use one of constant, cosine, linear, "
                            "step"),

@@ -5,11 +5,13 @@ import pytest
 
 import model
 
-PARAMETERS = {"simple_cnn": 167_562, "wide_cnn": 357_482}
+PARAMETERS = {"simple_cnn": 167_562, "wide_cnn": 357_482, "fast_cnn": 113_738}
 # 2 x multiply-adds of the convolutions and dense layers, as model.flops_per_image counts.
 FLOPS = {"simple_cnn": 2 * (30 * 30 * 32 * 27 + 13 * 13 * 64 * 288 + 2304 * 64 + 64 * 10),
          "wide_cnn": 2 * (32 * 32 * 32 * 27 + 16 * 16 * 64 * 288 + 8 * 8 * 128 * 576
-                          + 2048 * 128 + 128 * 10)}
+                          + 2048 * 128 + 128 * 10),
+         "fast_cnn": 2 * (30 * 30 * 32 * 27 + 13 * 13 * 64 * 288 + 4 * 4 * 128 * 576
+                          + 2048 * 10)}
 
 
 def test_every_registered_model_has_its_parameter_and_flop_counts_recorded_here():
