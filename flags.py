@@ -41,7 +41,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 def to_config(flag_values: flags.FlagValues = FLAGS) -> Config:
     """The parsed flags as a Config.
 
-    An empty --run_name becomes the start time. A run's --model and
+    An empty --run_name becomes the start time; --data_dir and --model_dir
+    become absolute, so the run's flags.txt replays from any folder. A run's --model and
     --mixed_precision, which its checkpoints are made for, come from its
     flags.txt unless the command line gives them: `--mode=eval --run_name=NAME`
     evaluates any run.
@@ -49,6 +50,8 @@ def to_config(flag_values: flags.FlagValues = FLAGS) -> Config:
     values = {field.name: flag_values[field.name].value for field in dataclasses.fields(Config)}
     if not values["run_name"]:
         values["run_name"] = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    for path in ("data_dir", "model_dir"):
+        values[path] = os.path.abspath(os.path.expanduser(values[path]))
     saved = _saved_settings(values["model_dir"], values["run_name"])
     values.update({name: saved[name] for name in NETWORK_SETTINGS
                    if name in saved and not flag_values[name].present})

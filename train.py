@@ -14,7 +14,7 @@ from absl import app
 from absl import logging
 
 import flags
-from cifar10_research import distribute, evaluation, loop
+from cifar10_research import distribute, evaluation, loop, stopping
 from cifar10_research.errors import Interrupted, reported_in_one_line
 
 
@@ -22,6 +22,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs checkpoint saves as INFO.
+    stopping.interrupt_by_exception()
     try:
         with reported_in_one_line():
             config = flags.to_config()

@@ -1,7 +1,11 @@
 """A run's checkpoints: written safely, restored with a fallback."""
 
+import glob
+import os
+import shutil
 import sys
 
+import numpy as np
 import tensorflow as tf
 
 from cifar10_research.errors import UserError, first_line
@@ -28,14 +32,36 @@ class Checkpoints:
     def latest(self) -> str | None:
         return self._saver.latest_checkpoint
 
+    def describe_latest(self) -> str:
+        """The latest checkpoint and what its model's weights hold, checked: a
+        checkpoint written before a run diverged may already hold huge weights."""
+        path = self.latest()
+        if path is None:
+            return "no checkpoint was written yet"
+        reader = tf.train.load_checkpoint(path)
+        weights = [reader.get_tensor(name) for name, dtype in
+                   reader.get_variable_to_dtype_map().items()
+                   if name.startswith("model/") and dtype.is_floating]
+        if not all(np.isfinite(weight).all() for weight in weights):
+            return f"the latest checkpoint, {path}, holds NaN or infinite weights too"
+        largest = max(float(np.abs(weight).max()) for weight in weights)
+        return (f"the latest checkpoint, {path}, holds finite weights (largest magnitude "
+                f"{largest:.3g})")
+
     def save(self, global_step: int) -> str:
+        """Writes checkpoint `ckpt-<global_step>`; a failed write leaves no debris."""
         try:
             return self._saver.save(checkpoint_number=global_step)
         except (OSError, tf.errors.OpError) as error:
-            raise UserError(
-                f"could not write a checkpoint in {self._save_dir} ({first_line(error)}): "
-                f"the previous one, {self.latest()}, is intact; fix the cause (e.g. free "
-                f"disk space) and rerun the same command to resume") from None
+            for partial in glob.glob(os.path.join(self._save_dir, f"ckpt-{global_step}_temp*")):
+                shutil.rmtree(partial, ignore_errors=True)
+            previous = self.latest()
+            kept = (f"the previous one, {previous}, is intact; rerun the same command to "
+                    f"resume from it" if previous else
+                    "no earlier checkpoint exists; rerun the same command to start again")
+            raise UserError(f"could not write a checkpoint in {self._save_dir} "
+                            f"({first_line(error)}): {kept}, once the cause is fixed (e.g. "
+                            f"disk space freed)") from None
 
     def restore_latest(self) -> str | None:
         """Restores the newest readable checkpoint; returns its path, or None if none.

@@ -9,6 +9,7 @@ data.AUGMENTATIONS, ...): a new entry there is a new allowed value here.
 """
 
 import dataclasses
+import math
 import os
 import re
 from typing import Callable
@@ -70,8 +71,9 @@ class Config:
     batch_size: int = setting(
         64, "Global batch size: the images in one optimizer step, summed over all replicas. "
         "Must divide by the number of replicas.", COMPUTES, rule=at_least(1))
-    learning_rate: float = setting(1e-3, "Adam's (peak) learning rate.", COMPUTES,
-                                   rule=Rule(lambda value: value > 0, "must be > 0"))
+    learning_rate: float = setting(
+        1e-3, "Adam's (peak) learning rate.", COMPUTES,
+        rule=Rule(lambda value: 0 < value < math.inf, "must be > 0 and finite"))
     seed: int = setting(0, "Seeds the weight initialisation and the per-epoch shuffle.",
                         COMPUTES)
     model: str = setting(

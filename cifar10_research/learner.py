@@ -151,6 +151,9 @@ class Learner:
                 labels, self.model(images, training=False)))
         return tape.gradient(loss, self.model.trainable_variables)
 
+    def weights_are_finite(self) -> bool:
+        return all(np.isfinite(weight).all() for weight in self.model.get_weights())
+
     def weights_fingerprint(self) -> str:
         """A short hash of all weights: equal on every worker, and across reruns
         with --deterministic."""

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 import data
-from cifar10_research import (dataset, distribute, finish, metrics, periodic, progress,
-                              resume, run_folder)
+from cifar10_research import (dataset, distribute, divergence, finish, metrics, periodic,
+                              progress, resume, run_folder)
 from cifar10_research.checkpoints import Checkpoints
 from cifar10_research.config import Config
 from cifar10_research.errors import Interrupted, UserError
@@ -48,7 +48,8 @@ def train_and_evaluate(config: Config, workdir: str, *,
     try:
         cifar = cifar or dataset.load_cifar10(config.data_dir)
         run_folder.prepare(write_dir)
-        return TrainingLoop(config, workdir, strategy, cifar, write_dir).run()
+        with run_folder.locked(write_dir):  # Each worker's own folder: the chief's is the run's.
+            return TrainingLoop(config, workdir, strategy, cifar, write_dir).run()
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
@@ -206,7 +207,9 @@ class TrainingLoop:
             stopping = step < end and self.stops.signal is not None
             if self.log_every.due(step) or at_checkpoint or stopping or step == end:
                 sums = np.array(self.learner.train_totals.sums()) + carried
-                self._check_finite(sums, epoch + 1)
+                if self.config.stop_on_nonfinite:
+                    divergence.refuse_nonfinite_loss(sums[0], self.learner, epoch + 1,
+                                                     self.checkpoints)
                 if self.log_every.due(step):
                     now = time.perf_counter()
                     self._log_step(step, metrics.averages(*(sums - logged)), now - logged_at)
@@ -244,18 +247,13 @@ class TrainingLoop:
         """The steps since the last log step: their mean loss and accuracy, and speed."""
         self.summaries.step(step, window, self.learner.learning_rate(), window.count / seconds)
 
-    def _check_finite(self, sums: np.ndarray, epoch: int) -> None:
-        if not self.config.stop_on_nonfinite or np.isfinite(sums[0]):
-            return
-        step = int(self.learner.first_nonfinite_step.numpy())
-        kept = self.checkpoints.latest() or "none was written yet"
-        raise UserError(
-            f"the training loss became {sums[0]} at step {step} (epoch {epoch}): training "
-            f"stopped; the last good checkpoint is kept ({kept}); start a new --run_name "
-            f"with a lower --learning_rate, or pass --nostop_on_nonfinite to carry on")
+    def _check_weights(self) -> None:
+        if self.config.stop_on_nonfinite:
+            divergence.refuse_nonfinite_weights(self.learner, self.step(), self.checkpoints)
 
     def _save(self, epoch_sums: np.ndarray) -> str:
         """Checkpoints the weights, the step, and the epoch's sums so far."""
+        self._check_weights()
         self.epoch_sums.assign(epoch_sums)
         return self.checkpoints.save(self.step())
 
@@ -263,13 +261,13 @@ class TrainingLoop:
         self.summaries.flush()
         raise Interrupted(
             f"Stopped by {self.stops.signal.name} after step {self.step()}; saved "
-            f"{self.checkpoints.latest()}. Resume with: python train.py "
-            f"--flagfile={os.path.join(self.workdir, run_folder.FLAGFILE)}",
+            f"{self.checkpoints.latest()}. Resume with: {resume.command(self.workdir)}",
             self.stops.exit_code)
 
     def _finish(self) -> dict:
         """Evaluates the test set, the one time a run does, and writes the model,
         the figures and, last, results.json; returns the results."""
+        self._check_weights()
         test = self.learner.evaluate(self.cifar.test)
         self.summaries.test_results(self.step(), test)
         self.summaries.flush()

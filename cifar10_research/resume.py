@@ -7,12 +7,22 @@ failure inside the restore.
 """
 
 import os
+import shlex
+import sys
 
 import tensorflow as tf
 
 from cifar10_research import run_folder
 from cifar10_research.config import NETWORK_SETTINGS, Config, parse_flagfile
 from cifar10_research.errors import UserError
+
+
+def command(workdir: str) -> str:
+    """The command that resumes the run in `workdir`, verbatim from any folder."""
+    train_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "train.py")
+    flagfile = os.path.abspath(os.path.join(workdir, run_folder.FLAGFILE))
+    return shlex.join([sys.executable, train_py, f"--flagfile={flagfile}"])
 
 
 def has_checkpoint(workdir: str) -> bool:

@@ -4,6 +4,8 @@ Files a reader may be looking at are replaced whole (write, then rename), so
 a crash never leaves a half-written one.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 
@@ -19,6 +21,7 @@ CONFUSION_PLOT = "confusion_matrix.png"
 MODEL = "model.keras"
 SAVED_MODEL = "saved_model"
 EVAL_RESULTS = "eval.json"
+LOCK = ".lock"
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 TRAIN_LOGS = "train"
@@ -45,11 +48,41 @@ def prepare(workdir: str) -> None:
                         f"pass a writable --model_dir") from None
 
 
+@contextlib.contextmanager
+def locked(workdir: str):
+    """Holds the run folder's lock while the block runs: one process writes a
+    run folder at a time; another is refused at once, naming the holder.
+
+    An OS lock (flock) on `<workdir>/.lock`, which the OS releases when the
+    process ends however it ends: a killed run never leaves a stale lock.
+    """
+    with open(os.path.join(workdir, LOCK), "a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "unknown"
+            raise UserError(f"{workdir} is in use by another process (PID {holder}): wait for "
+                            f"it to end, or pick another --run_name") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
 def refuse_stale(workdir: str) -> None:
-    """Refuses a run folder with results but no checkpoint to resume from."""
-    if os.path.exists(os.path.join(workdir, HISTORY)):
-        raise UserError(f"{workdir} holds a history.json but no checkpoint to resume "
-                        f"from: choose another --run_name or --model_dir")
+    """Refuses a run folder holding a finished run's results but no checkpoint.
+
+    A history without a checkpoint is a run whose first checkpoint failed (it
+    is written after the epoch's history): that run starts again.
+    """
+    if os.path.exists(os.path.join(workdir, RESULTS)):
+        raise UserError(f"{workdir} holds the results of a finished run but no checkpoint "
+                        f"to resume from: choose another --run_name or --model_dir")
 
 
 def write_text(path: str, text: str) -> None:

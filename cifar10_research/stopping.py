@@ -5,7 +5,25 @@ import signal
 import sys
 import threading
 
+from cifar10_research.errors import Interrupted
+
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def interrupt_by_exception() -> None:
+    """Outside the training steps (start-up, data loading, finishing a run),
+    SIGTERM and Ctrl-C raise Interrupted, which the entry point reports in one
+    line with the signal's exit code: no traceback, and no silent death on
+    SIGTERM. Inside them, StopRequests takes over and restores this after."""
+    for signum in EXIT_CODES:
+        signal.signal(signum, _raise_interrupted)
+
+
+def _raise_interrupted(signum, frame):
+    name = signal.Signals(signum).name
+    raise Interrupted(f"Stopped by {name} outside the training steps: nothing saved is lost; "
+                      f"rerun the same command to go on (a run resumes from its latest "
+                      f"checkpoint and redoes what it had not finished)", EXIT_CODES[signum])
 
 
 class StopRequests:
@@ -15,7 +33,7 @@ class StopRequests:
     finished checkpoint stays usable."""
 
     def __init__(self, enabled: bool = True):
-        """Disabled, signals keep their default effect (multi-worker runs)."""
+        """Disabled, signals keep the effect they had (multi-worker runs)."""
         self.signal = None
         self._enabled = enabled
         self._previous = {}

@@ -37,6 +37,8 @@ def test_every_setting_is_a_flag_with_its_default_help_and_registry(parse):
     ("--epochs=0", "--epochs must be at least 1"),
     ("--batch_size=-4", "--batch_size must be at least 1"),
     ("--learning_rate=0", "--learning_rate must be > 0"),
+    ("--learning_rate=inf", "--learning_rate must be > 0 and finite"),
+    ("--learning_rate=nan", "--learning_rate must be > 0 and finite"),
     ("--steps_per_loop=0", "--steps_per_loop must be at least 1"),
     ("--run_name=../escape", "--run_name may hold only"),
     ("--run_name=..", "and not only dots"),
@@ -58,11 +60,20 @@ def test_an_empty_run_name_becomes_the_start_time(parse):
 
 
 def test_the_flagfile_replays_the_config(parse, tmp_path):
-    config = Config(epochs=2, batch_size=32, learning_rate=5e-4, run_name="replay")
+    config = Config(epochs=2, batch_size=32, learning_rate=5e-4, run_name="replay",
+                    data_dir=str(tmp_path / "data"), model_dir=str(tmp_path / "runs"))
     flagfile = tmp_path / "flags.txt"
     flagfile.write_text(config.to_flagfile())
     parse(f"--flagfile={flagfile}")
     assert flags.to_config() == config
+
+
+def test_paths_become_absolute_so_the_flagfile_replays_anywhere(parse, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    parse("--data_dir=data", "--model_dir=runs", "--run_name=x")
+    config = flags.to_config()
+    assert (config.data_dir, config.model_dir) == (str(tmp_path / "data"), str(tmp_path / "runs"))
+    assert f"--data_dir={tmp_path / 'data'}\n" in config.to_flagfile()
 
 
 def test_a_run_keeps_its_network_unless_the_command_names_one(parse, tmp_path):

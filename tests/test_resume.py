@@ -1,7 +1,9 @@
 """Real processes killed and resumed end exactly like an uninterrupted run."""
 
 import json
+import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,16 +29,17 @@ def setup(tmp_path_factory):
     return root, reference
 
 
-def command(root, name, *extra):
-    return [sys.executable, "train.py", "--deterministic", "--epochs=2", "--batch_size=8",
-            f"--data_dir={root / 'data'}", f"--model_dir={root / 'runs'}", f"--run_name={name}",
+def command(name, *extra):
+    """A run as a user starts it from `root`, with paths relative to it."""
+    return [sys.executable, os.path.join(ROOT, "train.py"), "--deterministic", "--epochs=2",
+            "--batch_size=8", "--data_dir=data", "--model_dir=runs", f"--run_name={name}",
             "--checkpoint_every_n_steps=25", "--log_every_n_steps=20", *extra]
 
 
 def finish(root, name, *extra):
     """Runs (or resumes) a run to its end; returns (stdout, fingerprint, history)."""
-    result = subprocess.run(command(root, name, *extra), cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(command(name, *extra), cwd=root, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr
     fingerprint = re.search(r"^Weights fingerprint: (\w+)$", result.stdout, re.MULTILINE)[1]
     with open(root / "runs" / name / run_folder.HISTORY) as file:
@@ -46,7 +49,7 @@ def finish(root, name, *extra):
 
 def start_and_signal(root, name, checkpoint_step, signals, *extra):
     """Starts a run, and once checkpoint `checkpoint_step` is recorded sends `signals`."""
-    process = subprocess.Popen(command(root, name, *extra), cwd=ROOT, text=True,
+    process = subprocess.Popen(command(name, *extra), cwd=root, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     state = root / "runs" / name / run_folder.CHECKPOINTS / "checkpoint"
     deadline = time.monotonic() + 240
@@ -110,11 +113,14 @@ def test_sigterm_saves_says_how_to_resume_and_resumes_identical(setup):
                                        [signal.SIGTERM])
     assert code == 143
     message = re.fullmatch(r"Stopped by SIGTERM after step (\d+); saved (.*ckpt-(\d+))\. "
-                           r"Resume with: python train.py --flagfile=(.*)\n", stderr)
+                           r"Resume with: (.*)\n", stderr)
     assert message and message[1] == message[3]
-    flagfile = message[4]
-    result = subprocess.run([sys.executable, "train.py", f"--flagfile={flagfile}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    resume = shlex.split(message[4])
+    assert resume == [sys.executable, os.path.join(ROOT, "train.py"),
+                      f"--flagfile={root / 'runs' / 'terminated' / run_folder.FLAGFILE}"]
+    elsewhere = root / "elsewhere"  # The run started in `root` with relative paths.
+    elsewhere.mkdir()
+    result = subprocess.run(resume, cwd=elsewhere, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert resumed_at(result.stdout) == (2, int(message[1]) - STEPS_PER_EPOCH)
     assert f"Weights fingerprint: {fingerprint}" in result.stdout

@@ -1,0 +1,120 @@
+"""Faults on purpose: full disks, diverged weights, two writers, signals outside training."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import pytest
+import tensorflow as tf
+
+from cifar10_research import run_folder
+from cifar10_research.errors import UserError
+from cifar10_research.learner import Learner
+from tests.conftest import ROOT, train_tiny
+
+NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_second_process_on_a_run_folder_is_refused_naming_the_holder(tmp_path):
+    workdir = tmp_path / "busy"
+    workdir.mkdir()
+    with run_folder.locked(str(workdir)):
+        with pytest.raises(UserError, match=rf"{workdir} is in use by another process "
+                                            rf"\(PID {os.getpid()}\): wait for it to end"):
+            train_tiny(workdir)
+    assert train_tiny(workdir)["test_count"] == 40  # Released: the run goes on.
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from cifar10_research import run_folder\n"
+         "with run_folder.locked(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
+         str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    with pytest.raises(UserError, match=f"PID {holder.pid}"):
+        with run_folder.locked(str(tmp_path)):
+            pass
+    holder.kill()
+    holder.wait()
+    with run_folder.locked(str(tmp_path)):
+        pass
+
+
+def test_weights_that_diverge_under_a_finite_loss_are_never_saved(tmp_path, monkeypatch):
+    real_train_steps = Learner.train_steps
+
+    def poisoning(learner, iterator, num_steps):
+        real_train_steps(learner, iterator, num_steps)
+        if int(learner.step.numpy()) == 3:  # After the loss of step 3 was summed.
+            bias = learner.model.layers[0].bias
+            bias.assign(tf.fill(bias.shape, float("nan")))
+
+    monkeypatch.setattr(Learner, "train_steps", poisoning)
+    with pytest.raises(UserError, match=r"some weights became NaN or infinite by step 3: "
+                                        r"training stopped and nothing more was saved; the "
+                                        r"latest checkpoint, .*ckpt-2, holds finite weights "
+                                        r"\(largest magnitude [\d.e+-]+\)"):
+        train_tiny(tmp_path / "diverged", checkpoint_every_n_steps=1)
+    checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "diverged" / "checkpoints"))
+    assert checkpoints.model_checkpoint_path.endswith("ckpt-2")
+
+
+def test_a_first_checkpoint_on_a_full_disk_leaves_no_debris_and_the_run_starts_again(
+        tmp_path, monkeypatch):
+    workdir = tmp_path / "full"
+    real_save = tf.train.CheckpointManager.save
+
+    def full_disk(manager, *args, **kwargs):
+        os.makedirs(os.path.join(manager.directory, "ckpt-8_temp"))  # As TensorFlow leaves.
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+    with pytest.raises(UserError, match=r"could not write a checkpoint in .* \(No space left "
+                                        r"on device\): no earlier checkpoint exists; rerun the "
+                                        r"same command to start again"):
+        train_tiny(workdir, checkpoint_every_n_steps=0)
+    assert os.listdir(workdir / "checkpoints") == []
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    assert len(train_tiny(workdir, checkpoint_every_n_steps=0)["history"]["loss"]) == 2
+
+
+def test_an_export_on_a_full_disk_leaves_nothing_half_written_and_a_rerun_finishes(
+        tmp_path, monkeypatch, capsys):
+    workdir = tmp_path / "export"
+    real_save = keras.Model.save
+
+    def full_disk(model, path, *args, **kwargs):
+        with open(path, "wb") as file:
+            file.write(b"PK\x03\x04 cut short")
+        raise NO_SPACE
+
+    monkeypatch.setattr(keras.Model, "save", full_disk)
+    with pytest.raises(UserError, match=r"could not write .*model.keras \(No space left on "
+                                        r"device\): .* rerun the same command to finish"):
+        train_tiny(workdir)
+    assert not [name for name in os.listdir(workdir) if "model.keras" in name]
+    assert run_folder.read_results(str(workdir)) is None
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    capsys.readouterr()
+    results = train_tiny(workdir)
+    assert "has finished" not in capsys.readouterr().out
+    assert keras.models.load_model(str(workdir / run_folder.MODEL)).count_params() == 167_562
+    assert run_folder.read_results(str(workdir))["test_accuracy"] == results["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_start_up_ends_with_one_line(tiny_data_dir, tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "train.py", f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}",
+         "--run_name=early", "--epochs=50", "--batch_size=8"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if "Total params" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert len(stderr.splitlines()) == 1 and stderr.startswith("Stopped by SIGINT")
