@@ -38,10 +38,7 @@ class Checkpoints:
         path = self.latest()
         if path is None:
             return "no checkpoint was written yet"
-        reader = tf.train.load_checkpoint(path)
-        weights = [reader.get_tensor(name) for name, dtype in
-                   reader.get_variable_to_dtype_map().items()
-                   if name.startswith("model/") and dtype.is_floating]
+        weights = model_weights(path)
         if not all(np.isfinite(weight).all() for weight in weights):
             return f"the latest checkpoint, {path}, holds NaN or infinite weights too"
         largest = max(float(np.abs(weight).max()) for weight in weights)
@@ -89,3 +86,15 @@ class Checkpoints:
             raise UserError(f"checkpoint {path} does not fit this model ({first_line(error)}): "
                             f"it comes from a different model or code; use another "
                             f"--run_name") from None
+
+
+def model_weights(path: str) -> list:
+    """The model's weights saved in checkpoint `path`, as numpy arrays.
+
+    A checkpoint names a variable by the first path to it in the object graph:
+    the trainable weights sit under the optimizer, which tracks them, and the
+    others (batch-norm statistics, dropout seeds) under the model.
+    """
+    reader = tf.train.load_checkpoint(path)
+    return [reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith(("model/", "optimizer/_trainable_variables/"))]

@@ -21,7 +21,10 @@ class Interrupted(Exception):
 
 
 def first_line(error: Exception) -> str:
-    """An exception's message cut to its first line, to fit a one-line report."""
+    """An exception's message cut to its first line, to fit a one-line report;
+    for an OS error, its plain reason ("No space left on device")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
 
