@@ -36,8 +36,9 @@ def test_every_recipe_is_a_flagfile_of_valid_settings(recipe):
     name, recipe_flags = sweep.read_recipe_file(recipe)
     assert name == os.path.basename(recipe)[:-len(".flags")]
     for line in recipe_flags:
-        setting, value = line[2:].split("=", 1)
-        assert str(getattr(config, setting)) == value, line
+        setting, _, value = line[2:].partition("=")
+        expected = flags.FLAGS[setting].parser.parse(value) if value else True
+        assert getattr(config, setting) == expected, line
 
 
 def test_no_source_file_is_over_300_lines():
