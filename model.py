@@ -11,14 +11,19 @@ from keras import layers
 from cifar10_research.dataset import IMAGE_SHAPE, NUM_CLASSES
 
 
+def _tutorial_convolutions() -> list:
+    """The Keras tutorial's input and its two valid 3x3 convolutions with pooling."""
+    return [keras.Input(shape=IMAGE_SHAPE),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2)]
+
+
 def simple_cnn() -> keras.Model:
     """The tutorial's Sequential CNN, 167,562 parameters, softmax outputs."""
     return keras.Sequential([
-        keras.Input(shape=IMAGE_SHAPE),
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(2),
+        *_tutorial_convolutions(),
         layers.Flatten(),
         layers.Dense(64, activation="relu"),
         # float32 even under mixed precision, for a stable softmax and loss.
@@ -68,11 +73,7 @@ def fast_cnn() -> keras.Model:
     2.6 times as slow, more than it saved in epochs.
     """
     return keras.Sequential([
-        keras.Input(shape=IMAGE_SHAPE),
-        layers.Conv2D(32, 3, activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Conv2D(64, 3, activation="relu"),
-        layers.MaxPooling2D(2),
+        *_tutorial_convolutions(),
         layers.Conv2D(128, 3, activation="relu"),
         layers.Flatten(),
         # float32 even under mixed precision, for a stable softmax and loss.
