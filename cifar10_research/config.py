@@ -121,8 +121,8 @@ class Config:
     run_name: str = setting(
         "", "Name of this run's folder under --model_dir (default: the start time, e.g. "
         "2026-11-27_14-03-59).",
-        rule=_matches(r"(?!\.+$)[\w.-]*", "may hold only letters, digits, '_', '-' and '.', "
-                      "and not only dots"))
+        rule=_matches(r"(?!\.+$)[\w.-]{0,200}", "may hold only letters, digits, '_', '-' "
+                      "and '.', not only dots, and at most 200 of them"))
     log_every_n_steps: int = setting(
         100, "Write training loss and accuracy to TensorBoard every this many steps.",
         rule=at_least(1))

@@ -96,6 +96,9 @@ def load_cifar10(data_dir: str, url: str = URL, md5: str = MD5) -> Cifar10:
     UserError naming the file and what to do.
     """
     data_dir = os.path.expanduser(data_dir)
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise UserError(f"--data_dir={data_dir} is a file, not a folder: pass the folder that "
+                        f"holds {FOLDER}/ or {TARBALL}")
     folder = os.path.join(data_dir, FOLDER)
     if not os.path.isdir(folder):
         tarball = os.path.join(data_dir, TARBALL)

@@ -16,6 +16,9 @@ def configure_devices(num_cpu_devices: int, gpus: str) -> None:
     physical_gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         indices = [int(index) for index in gpus.split(",")]
+        if not physical_gpus:
+            raise UserError(f"--gpus={gpus} names a GPU, but TensorFlow sees none on this "
+                            f"machine: leave --gpus out to train on the CPU")
         if max(indices) >= len(physical_gpus):
             raise UserError(f"--gpus={gpus} names a GPU this machine does not have "
                             f"(it has {len(physical_gpus)}): pick indices below "
@@ -78,6 +81,17 @@ def _check_tf_config(raw: str | None) -> None:
         raise UserError(f"TF_CONFIG's task {tf_config['task']} is not in its cluster: "
                         f"set task.type to a cluster role and task.index to this "
                         f"machine's position in its list")
+
+
+def refuse_misfits(batch_size: int, jit_compile: bool, strategy: tf.distribute.Strategy) -> None:
+    """Settings that cannot run on `strategy`'s replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise UserError(f"--batch_size={batch_size} does not divide over the "
+                        f"{replicas} replicas: pick a multiple of {replicas}")
+    if jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU"):
+        raise UserError("--jit_compile cannot mirror over logical CPU devices (XLA places "
+                        "every replica's variables on one CPU): drop one of the two")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -1,6 +1,7 @@
 """--mode=eval: the test results of one checkpoint of a run."""
 
 import os
+import re
 
 import tensorflow as tf
 
@@ -19,6 +20,10 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
 
     Prints them and writes them to `<workdir>/eval.json`.
     """
+    prefix = re.sub(r"\.(index|data-\d+-of-\d+)$", "", config.checkpoint)
+    if prefix != config.checkpoint:
+        raise UserError(f"--checkpoint={config.checkpoint} names one of a checkpoint's files: "
+                        f"pass the checkpoint itself, {prefix}")
     if os.path.exists(os.path.join(workdir, run_folder.FLAGFILE)):
         resume.refuse_other_network(config, workdir)
     strategy = strategy or distribute.make_strategy(config.strategy)

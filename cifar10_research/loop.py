@@ -6,6 +6,7 @@ and every periodic decision are derived from it, and it is checkpointed with
 the weights, so a resumed run continues exactly.
 """
 
+import functools
 import os
 import shutil
 import tempfile
@@ -42,7 +43,7 @@ def train_and_evaluate(config: Config, workdir: str, *,
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = strategy or distribute.make_strategy(config.strategy)
-    _refuse_misfits(config, strategy)
+    distribute.refuse_misfits(config.batch_size, config.jit_compile, strategy)
     chief = distribute.is_chief(strategy)
     write_dir = workdir if chief else tempfile.mkdtemp(prefix="cifar10-worker-")
     try:
@@ -53,17 +54,6 @@ def train_and_evaluate(config: Config, workdir: str, *,
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
-
-
-def _refuse_misfits(config: Config, strategy: tf.distribute.Strategy) -> None:
-    """Settings that cannot run on `strategy`'s replicas."""
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise UserError(f"--batch_size={config.batch_size} does not divide over the "
-                        f"{replicas} replicas: pick a multiple of {replicas}")
-    if config.jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU"):
-        raise UserError("--jit_compile cannot mirror over logical CPU devices (XLA places "
-                        "every replica's variables on one CPU): drop one of the two")
 
 
 class TrainingLoop:
@@ -88,9 +78,13 @@ class TrainingLoop:
         self.learner = Learner(strategy, config, self.steps_per_epoch)
         with strategy.scope():
             # The current epoch's training sums so far and at its last log
-            # step: a run resumed mid-epoch still reports the whole epoch.
+            # step, and its seconds so far: a run resumed mid-epoch still
+            # reports the whole epoch.
             self.epoch_sums = tf.Variable(tf.zeros([2, 3], tf.float64), trainable=False)
+            self.epoch_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.epoch_started = time.perf_counter()
         checkpoint = tf.train.Checkpoint(epoch_sums=self.epoch_sums,
+                                         epoch_seconds=self.epoch_seconds,
                                          **self.learner.checkpointed())
         # Every worker resumes from the chief's checkpoints (a shared folder
         # on several machines); each saves into its own write_dir.
@@ -99,7 +93,6 @@ class TrainingLoop:
                                        config.keep_checkpoints)
         self.val_data = (f"{len(self.validation):,} held-out training images"
                          if config.validation_split else run_folder.TEST_SET)
-        self.summaries = Summaries(self.write_dir, self.val_data)
         self.history = run_folder.empty_history(self.val_data)
         # A signal reaches one worker of several: that one alone must not stop
         # at a step of its own choosing, as the others would wait for it.
@@ -107,8 +100,17 @@ class TrainingLoop:
         self.log_every = periodic.Every(config.log_every_n_steps)
         self.checkpoint_every = periodic.Every(config.checkpoint_every_n_steps)
         first, last = config.profile_range() or (None, None)
+        if last and last > config.epochs * self.steps_per_epoch:
+            raise UserError(f"--profile_steps={config.profile_steps} ends after the run's last "
+                            f"step, {config.epochs * self.steps_per_epoch}: pick steps up to it")
         self.profile_start = periodic.At(first - 1) if first else periodic.At()
         self.profile_stop = periodic.At(last) if last else periodic.At()
+
+    @functools.cached_property
+    def summaries(self) -> Summaries:
+        """Made at first use, after the start-up checks: a refused start adds no
+        event files to the run folder."""
+        return Summaries(self.write_dir, self.val_data)
 
     def step(self) -> int:
         """Training steps taken so far, over all epochs."""
@@ -160,12 +162,14 @@ class TrainingLoop:
 
     def _epoch(self, epoch: int) -> None:
         """Trains (the rest of) an epoch, validates, logs and checkpoints it."""
-        start = time.perf_counter()
+        resumed_seconds = float(self.epoch_seconds.numpy()) if self.step() % (
+            self.steps_per_epoch) else 0.0
+        self.epoch_started = time.perf_counter() - resumed_seconds
         epoch_progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
                                        self.config.batch_size, enabled=self.chief)
         train = self.train_epoch(epoch_progress)
         validation = self.learner.evaluate(self.validation)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - self.epoch_started
         summary = {"loss": train.loss, "accuracy": train.accuracy, "val_loss": validation.loss,
                    "val_accuracy": validation.accuracy, "seconds": seconds}
         for key, value in summary.items():
@@ -252,9 +256,10 @@ class TrainingLoop:
             divergence.refuse_nonfinite_weights(self.learner, self.step(), self.checkpoints)
 
     def _save(self, epoch_sums: np.ndarray) -> str:
-        """Checkpoints the weights, the step, and the epoch's sums so far."""
+        """Checkpoints the weights, the step, and the epoch's sums and seconds so far."""
         self._check_weights()
         self.epoch_sums.assign(epoch_sums)
+        self.epoch_seconds.assign(time.perf_counter() - self.epoch_started)
         return self.checkpoints.save(self.step())
 
     def _stop(self) -> None:

@@ -10,7 +10,8 @@ import keras
 import pytest
 import tensorflow as tf
 
-from cifar10_research import run_folder
+from cifar10_research import dataset, distribute, evaluation, run_folder
+from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
 from tests.conftest import ROOT, train_tiny
@@ -118,3 +119,37 @@ def test_ctrl_c_at_start_up_ends_with_one_line(tiny_data_dir, tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
     assert len(stderr.splitlines()) == 1 and stderr.startswith("Stopped by SIGINT")
+
+
+def test_a_data_dir_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(UserError, match=r"--data_dir=.*notes.txt is a file, not a folder: pass "
+                                        r"the folder that holds cifar-10-batches-py/"):
+        dataset.load_cifar10(str(tmp_path / "notes.txt"))
+
+
+def test_a_checkpoint_file_instead_of_its_prefix_is_named(tmp_path):
+    checkpoint = str(tmp_path / "run" / "checkpoints" / "ckpt-30")
+    for name in (checkpoint + ".index", checkpoint + ".data-00000-of-00001"):
+        with pytest.raises(UserError, match=rf"names one of a checkpoint's files: pass the "
+                                            rf"checkpoint itself, {checkpoint}$"):
+            evaluation.evaluate_checkpoint(Config(mode="eval", run_name="run", checkpoint=name),
+                                           str(tmp_path / "run"))
+
+
+def test_a_gpu_on_a_machine_without_any_is_named(monkeypatch):
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    with pytest.raises(UserError, match=r"--gpus=7 names a GPU, but TensorFlow sees none on this "
+                                        r"machine: leave --gpus out"):
+        distribute.configure_devices(num_cpu_devices=2, gpus="7")
+
+
+def test_a_profile_past_the_last_step_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"--profile_steps=10,99 ends after the run's last step, "
+                                        r"16: pick steps up to it"):
+        train_tiny(tmp_path / "profiled", profile_steps="10,99")
+
+
+def test_a_run_name_too_long_for_a_file_name_is_named():
+    with pytest.raises(UserError, match="--run_name may hold only .* at most 200 of them"):
+        Config(run_name="x" * 300)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ import tensorflow as tf
 from cifar10_research import checkpoints, evaluation, loop, run_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
+from cifar10_research.learner import Learner
 from tests import fake_cifar
 from tests.conftest import one_device
 
@@ -146,8 +148,35 @@ def test_a_new_batch_size_is_refused_in_the_middle_of_an_epoch_even_forced(tiny,
     with crash_on_save(2, OSError("simulated crash")), pytest.raises(UserError,
                                                                      match="simulated crash"):
         train(config, workdir)  # Leaves ckpt-4: step 4 of epoch 1.
+    events_before = event_files(workdir)
     with pytest.raises(UserError, match="ckpt-4 stopped in the middle of an epoch"):
         train(config.replace(batch_size=8, force=True), workdir)
+    assert event_files(workdir) == events_before  # A refused start writes nothing.
+
+
+def event_files(workdir):
+    return sorted(os.path.join(folder, name) for folder, _, names in os.walk(workdir)
+                  for name in names if "tfevents" in name)
+
+
+def test_a_run_resumed_mid_epoch_counts_the_whole_epochs_seconds(tiny, crash_on_save,
+                                                                 monkeypatch):
+    config, workdir = tiny
+    real_train_steps = Learner.train_steps
+
+    def slow(learner, iterator, num_steps):
+        time.sleep(0.5)
+        real_train_steps(learner, iterator, num_steps)
+
+    monkeypatch.setattr(Learner, "train_steps", slow)
+    with crash_on_save(2, OSError("simulated crash")), pytest.raises(UserError):
+        train(config, workdir)  # Leaves ckpt-4 after 4 slow steps of epoch 1.
+    saved = tf.train.load_checkpoint(os.path.join(workdir, run_folder.CHECKPOINTS, "ckpt-4"))
+    before_the_crash = saved.get_tensor("epoch_seconds/.ATTRIBUTES/VARIABLE_VALUE")
+    assert before_the_crash >= 2.0
+    monkeypatch.setattr(Learner, "train_steps", real_train_steps)
+    results = train(config, workdir)  # The rest of epoch 1 takes well under 2 s.
+    assert results["history"]["seconds"][0] >= before_the_crash
 
 
 def test_resuming_with_another_model_names_it_before_any_restore(tiny):
