@@ -122,7 +122,7 @@ class Config:
         "", "Name of this run's folder under --model_dir (default: the start time, e.g. "
         "2026-11-27_14-03-59).",
         rule=_matches(r"(?!\.+$)[\w.-]{0,200}", "may hold only letters, digits, '_', '-' "
-                      "and '.', not only dots, and at most 200 of them"))
+                      "and '.', and not only dots, up to 200 of them"))
     log_every_n_steps: int = setting(
         100, "Write training loss and accuracy to TensorBoard every this many steps.",
         rule=at_least(1))

@@ -60,7 +60,8 @@ class TrainingLoop:
     """One run's epochs over a Learner, and what they write into the run folder.
 
     `write_dir` is where this process writes: the run folder `workdir` on the
-    chief, a folder of its own on the other workers of a multi-worker run.
+    chief, a folder of its own on the other workers of a multi-worker run. It
+    must exist (`train_and_evaluate` makes it).
     """
 
     def __init__(self, config: Config, workdir: str, strategy: tf.distribute.Strategy,

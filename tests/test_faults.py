@@ -151,5 +151,5 @@ def test_a_profile_past_the_last_step_is_refused(tmp_path):
 
 
 def test_a_run_name_too_long_for_a_file_name_is_named():
-    with pytest.raises(UserError, match="--run_name may hold only .* at most 200 of them"):
+    with pytest.raises(UserError, match="--run_name may hold only .* up to 200 of them"):
         Config(run_name="x" * 300)

@@ -52,6 +52,7 @@ def test_skipped_float16_steps_leave_the_schedule_on_the_loops_step(tmp_path):
     must still be the schedule's value at the loop's step, and end at 0."""
     config = Config(epochs=2, batch_size=16, learning_rate=3e-3, log_every_n_steps=2,
                     lr_schedule="cosine", mixed_precision="float16", run_name="overflow")
+    run_folder.prepare(str(tmp_path / "overflow"))
     training = loop.TrainingLoop(config, str(tmp_path / "overflow"), one_device(),
                                  tiny_cifar())
     training.learner.optimizer.dynamic_scale.assign(2.0**24)  # Overflows float16 at first.
