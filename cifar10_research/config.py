@@ -141,6 +141,10 @@ class Config:
     steps_per_loop: int = setting(
         1, "Training steps run inside one tf.function call; more cuts the Python overhead "
         "per step, with the same results.", rule=at_least(1))
+    worker_timeout: int = setting(
+        0, "With --strategy=multi_worker: end with an error naming them when the other "
+        "workers have not all started after this many seconds (0: wait, saying every 5 s "
+        "whom for).", rule=at_least(0))
     histograms: bool = setting(
         False, "Write weight and gradient histograms to TensorBoard after each epoch.")
     profile_steps: str = setting(

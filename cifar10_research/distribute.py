@@ -2,6 +2,9 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import tensorflow as tf
 
@@ -92,6 +95,32 @@ def refuse_misfits(batch_size: int, jit_compile: bool, strategy: tf.distribute.S
     if jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU"):
         raise UserError("--jit_compile cannot mirror over logical CPU devices (XLA places "
                         "every replica's variables on one CPU): drop one of the two")
+
+
+def watch_peers(worker_timeout: int) -> None:
+    """Starts watchdog.py beside this worker of the TF_CONFIG cluster: it says
+    which peers are awaited, gives up after `worker_timeout` seconds (0: never)
+    and ends the worker on SIGTERM or Ctrl-C even while TensorFlow blocks.
+
+    Python's own handlers are made no-ops, so that the watchdog alone reports
+    a signal; a malformed TF_CONFIG is left for the strategy to report.
+    """
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", ""))
+        me = config["cluster"][config["task"]["type"]][config["task"]["index"]]
+        peers = [address for addresses in config["cluster"].values()
+                 for address in addresses if address != me]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
+    signal.set_wakeup_fd(write_end)
+    watchdog = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watchdog.py")
+    subprocess.Popen([sys.executable, watchdog, str(os.getpid()), str(read_end),
+                      str(worker_timeout), *peers], pass_fds=[read_end])
+    os.close(read_end)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

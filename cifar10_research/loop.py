@@ -42,6 +42,8 @@ def train_and_evaluate(config: Config, workdir: str, *,
     """
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    if strategy is None and config.strategy == "multi_worker":
+        distribute.watch_peers(config.worker_timeout)
     strategy = strategy or distribute.make_strategy(config.strategy)
     distribute.refuse_misfits(config.batch_size, config.jit_compile, strategy)
     chief = distribute.is_chief(strategy)

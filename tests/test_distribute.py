@@ -3,6 +3,10 @@
 import json
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -14,7 +18,7 @@ from cifar10_research import distribute, run_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
-from tests.conftest import (one_device, run_python, tiny_cifar, tiny_split, train_tiny,
+from tests.conftest import (ROOT, one_device, run_python, tiny_cifar, tiny_split, train_tiny,
                             two_replicas)
 
 
@@ -174,3 +178,47 @@ def test_the_launcher_fails_when_a_worker_fails(tmp_path):
     assert result.returncode == 1
     assert "does not divide over the 2 replicas" in result.stdout
     assert re.search(r"error: worker \d exited with code 1", result.stderr)
+
+
+def alone_in_a_cluster_of_two(tiny_data_dir, tmp_path, *flags):
+    """Worker 0 of a 2-worker TF_CONFIG whose worker 1 never starts."""
+    peer = f"127.0.0.1:{free_port()}"
+    tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{free_port()}", peer]},
+                            "task": {"type": "worker", "index": 0}})
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
+         f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}", "--run_name=alone",
+         "--epochs=1", "--batch_size=16", *flags],
+        env={**os.environ, "TF_CONFIG": tf_config}, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, text=True)
+    return process, peer
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_worker_says_whom_it_waits_for_and_gives_up_after_the_timeout(tiny_data_dir,
+                                                                        tmp_path):
+    process, peer = alone_in_a_cluster_of_two(tiny_data_dir, tmp_path, "--worker_timeout=8")
+    _, stderr = process.communicate(timeout=120)
+    lines = stderr.splitlines()
+    assert f"Waiting 5 s for the workers at {peer} to start" in lines
+    assert lines[-1] == (f"error: the workers at {peer} did not start within "
+                         f"--worker_timeout=8 s: start them with the same TF_CONFIG cluster, "
+                         f"or check its addresses")
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_a_worker_blocked_waiting_for_its_peers(tiny_data_dir, tmp_path):
+    process, peer = alone_in_a_cluster_of_two(tiny_data_dir, tmp_path)
+    for line in process.stderr:
+        if line.startswith("Waiting"):
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=30)[1].splitlines()
+    assert rest[-1].startswith("Stopped by SIGINT: a worker of a multi-worker run stops at once")
