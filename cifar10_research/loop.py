@@ -151,7 +151,7 @@ class TrainingLoop:
                 self.learner.model.summary()
         else:
             self.learner.step.assign(resume.step_in_batches_of(
-                self.config, self.workdir, path, self.step(), len(self.cifar.train)))
+                self.config, self.workdir, path, self.step(), len(self.train_split)))
             epochs_done, steps_done = divmod(self.step(), self.steps_per_epoch)
             self.history = {**run_folder.read_history(self.workdir, epochs=epochs_done),
                             "val_data": self.val_data}
