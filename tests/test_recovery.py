@@ -210,7 +210,7 @@ def test_a_forced_new_batch_size_at_an_epoch_end_keeps_the_epochs_done(tiny, cap
 
 def test_a_forced_new_batch_size_counts_the_epochs_of_the_held_out_split(tiny, capsys):
     config, workdir = tiny
-    config = config.replace(validation_split=0.25)  # 88 of the 120 images to train on.
+    config = config.replace(validation_split=0.25)  # 89 of the 120 images to train on.
     train(config.replace(epochs=1), workdir)  # 5 steps of 16 images.
     capsys.readouterr()
     results = train(config.replace(batch_size=8, force=True), workdir)
