@@ -7,13 +7,9 @@ into the run folder.
 """
 
 import os
-import shutil
-
-import tensorflow as tf
 
 from cifar10_research import plots, run_folder
 from cifar10_research.dataset import Split
-from cifar10_research.errors import UserError, first_line
 from cifar10_research.learner import Learner
 from cifar10_research.summaries import Summaries
 
@@ -39,9 +35,10 @@ def save_model_and_figures(learner: Learner, test: Split, names: tuple, history:
     The confusion matrix is that of the latest evaluation: the test set's. Each
     is written whole under a partial name, then renamed into place.
     """
-    _write_whole(learner.model.save, os.path.join(folder, run_folder.MODEL), ".partial.keras")
-    _write_whole(lambda path: learner.model.export(path, verbose=False),
-                 os.path.join(folder, run_folder.SAVED_MODEL), ".partial")
+    run_folder.write_whole(os.path.join(folder, run_folder.MODEL), learner.model.save,
+                           ".partial.keras")  # Keras saves only to names ending in .keras.
+    run_folder.write_whole(os.path.join(folder, run_folder.SAVED_MODEL),
+                           lambda path: learner.model.export(path, verbose=False))
     sample_prediction = learner.predict_classes(test.images[:1])[0]
     figures = {
         run_folder.ACCURACY_PLOT: plots.curves(history, "accuracy"),
@@ -52,34 +49,13 @@ def save_model_and_figures(learner: Learner, test: Split, names: tuple, history:
             test.images[0], names[test.labels[0]], names[sample_prediction]),
     }
     for name, figure in figures.items():
-        _write_whole(lambda path: plots.save(figure, path), os.path.join(folder, name),
-                     ".partial.png")
+        png = plots.to_png(figure)
+        run_folder.write_whole(os.path.join(folder, name), lambda path: _write_bytes(path, png))
 
 
-def _write_whole(write, path: str, partial_suffix: str) -> None:
-    """`write(partial path)`, then the partial file or folder renamed to `path`.
-
-    A failure (a full disk) or a kill leaves `path` as it was; the next run
-    that finishes the run folder replaces the partial one.
-    """
-    partial = path + partial_suffix
-    _remove(partial)
-    try:
-        write(partial)
-    except (OSError, tf.errors.OpError) as error:
-        _remove(partial)
-        raise UserError(f"could not write {path} ({first_line(error)}): fix the cause (e.g. "
-                        f"free disk space) and rerun the same command to finish the "
-                        f"run") from None
-    _remove(path)
-    os.replace(partial, path)
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)
+def _write_bytes(path: str, content: bytes) -> None:
+    with open(path, "wb") as file:
+        file.write(content)
 
 
 def prediction_grid(learner: Learner, split: Split, names: tuple, count: int,

@@ -8,8 +8,11 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 
-from cifar10_research.errors import UserError
+import tensorflow as tf
+
+from cifar10_research.errors import UserError, first_line
 
 FLAGFILE = "flags.txt"
 HISTORY = "history.json"
@@ -85,11 +88,37 @@ def refuse_stale(workdir: str) -> None:
                         f"to resume from: choose another --run_name or --model_dir")
 
 
-def write_text(path: str, text: str) -> None:
-    partial = path + ".tmp"
-    with open(partial, "w") as file:
-        file.write(text)
+def write_whole(path: str, write, partial_suffix: str = ".tmp") -> None:
+    """`write(partial path)`, then the partial file or folder renamed to `path`.
+
+    A kill leaves `path` as it was. A failure (a full disk) also removes the
+    partial one and ends in one line naming the path and the cause.
+    """
+    partial = path + partial_suffix
+    _remove(partial)
+    try:
+        write(partial)
+    except (OSError, tf.errors.OpError) as error:
+        _remove(partial)
+        raise UserError(f"could not write {path} ({first_line(error)}): fix the cause (e.g. "
+                        f"free disk space) and rerun the same command to finish the "
+                        f"run") from None
+    _remove(path)
     os.replace(partial, path)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def write_text(path: str, text: str) -> None:
+    def write(partial):
+        with open(partial, "w") as file:
+            file.write(text)
+    write_whole(path, write)
 
 
 def write_json(path: str, content: dict) -> None:

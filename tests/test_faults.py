@@ -153,3 +153,21 @@ def test_a_profile_past_the_last_step_is_refused(tmp_path):
 def test_a_run_name_too_long_for_a_file_name_is_named():
     with pytest.raises(UserError, match="--run_name may hold only .* up to 200 of them"):
         Config(run_name="x" * 300)
+
+
+def test_a_history_write_on_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path,
+                                                                            monkeypatch):
+    workdir = tmp_path / "history"
+
+    def full_disk(path, *args, **kwargs):
+        if "history.json" in str(path):
+            raise NO_SPACE
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(run_folder, "open", full_disk, raising=False)
+    with pytest.raises(UserError, match=r"could not write .*history.json \(No space left on "
+                                        r"device\): .* rerun the same command to finish"):
+        train_tiny(workdir)
+    assert not [name for name in os.listdir(workdir) if name.startswith("history.json")]
+    monkeypatch.undo()
+    assert len(train_tiny(workdir)["history"]["loss"]) == 2
