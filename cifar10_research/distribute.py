@@ -62,8 +62,8 @@ def _multi_worker() -> tf.distribute.Strategy:
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def _check_tf_config(raw: str | None) -> None:
-    """Fails with one clear line where TF_CONFIG cannot describe a cluster."""
+def _check_tf_config(raw: str | None) -> dict:
+    """TF_CONFIG as a dict; fails with one clear line where it cannot describe a cluster."""
     example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                '"task": {"type": "worker", "index": 0}}')
     if not raw:
@@ -84,6 +84,7 @@ def _check_tf_config(raw: str | None) -> None:
         raise UserError(f"TF_CONFIG's task {tf_config['task']} is not in its cluster: "
                         f"set task.type to a cluster role and task.index to this "
                         f"machine's position in its list")
+    return tf_config
 
 
 def refuse_misfits(batch_size: int, jit_compile: bool, strategy: tf.distribute.Strategy) -> None:
@@ -100,18 +101,16 @@ def refuse_misfits(batch_size: int, jit_compile: bool, strategy: tf.distribute.S
 def watch_peers(worker_timeout: int) -> None:
     """Starts watchdog.py beside this worker of the TF_CONFIG cluster: it says
     which peers are awaited, gives up after `worker_timeout` seconds (0: never)
-    and ends the worker on SIGTERM or Ctrl-C even while TensorFlow blocks.
+    and ends the worker on Ctrl-C even while TensorFlow blocks. (SIGTERM does
+    not reach it there: TensorFlow's set-up installs a SIGTERM handler of its own.)
 
     Python's own handlers are made no-ops, so that the watchdog alone reports
-    a signal; a malformed TF_CONFIG is left for the strategy to report.
+    a signal.
     """
-    try:
-        config = json.loads(os.environ.get("TF_CONFIG", ""))
-        me = config["cluster"][config["task"]["type"]][config["task"]["index"]]
-        peers = [address for addresses in config["cluster"].values()
-                 for address in addresses if address != me]
-    except (ValueError, KeyError, TypeError, IndexError):
-        return
+    config = _check_tf_config(os.environ.get("TF_CONFIG"))
+    me = config["cluster"][config["task"]["type"]][config["task"]["index"]]
+    peers = [address for addresses in config["cluster"].values()
+             for address in addresses if address != me]
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     for signum in (signal.SIGINT, signal.SIGTERM):

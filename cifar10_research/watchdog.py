@@ -6,10 +6,12 @@ TensorFlow's cluster set-up blocks while holding Python's interpreter lock, so
 inside the worker neither a signal handler nor a thread can run while it
 waits for absent peers. This process can: it prints which peers (by address)
 are not reachable yet, every REPORT_SECONDS until all are; after TIMEOUT
-seconds (0: never) it ends the worker with one error line; and on SIGTERM or
-Ctrl-C, whose numbers Python's C-level handler writes into SIGNAL_FD (see
+seconds (0: never) it ends the worker with one error line; and on Ctrl-C or
+SIGTERM, whose numbers Python's C-level handler writes into SIGNAL_FD (see
 `signal.set_wakeup_fd`) even while the worker is blocked, it ends the worker
-at once. It exits when the worker does (its end of the pipe closes).
+at once. (A SIGTERM sent while the worker waits in TensorFlow's set-up never
+arrives: the set-up installs a SIGTERM handler of its own.) It exits when the
+worker does (its end of the pipe closes).
 """
 
 import os
