@@ -42,10 +42,10 @@ def to_config(flag_values: flags.FlagValues = FLAGS) -> Config:
     """The parsed flags as a Config.
 
     An empty --run_name becomes the start time; --data_dir and --model_dir
-    become absolute, so the run's flags.txt replays from any folder. A run's --model and
-    --mixed_precision, which its checkpoints are made for, come from its
-    flags.txt unless the command line gives them: `--mode=eval --run_name=NAME`
-    evaluates any run.
+    become absolute, so the run's flags.txt replays from any folder. A run's
+    --model and --mixed_precision, which its checkpoints are made for, come
+    from its flags.txt unless the command line gives them: `--mode=eval
+    --run_name=NAME` evaluates any run.
     """
     values = {field.name: flag_values[field.name].value for field in dataclasses.fields(Config)}
     if not values["run_name"]:
@@ -60,7 +60,7 @@ def to_config(flag_values: flags.FlagValues = FLAGS) -> Config:
 
 def _saved_settings(model_dir: str, run_name: str) -> dict[str, str]:
     """{name: value} from the run's flags.txt, or {} for a new run."""
-    path = os.path.join(os.path.expanduser(model_dir), run_name, run_folder.FLAGFILE)
+    path = os.path.join(model_dir, run_name, run_folder.FLAGFILE)
     if not os.path.isfile(path):
         return {}
     return parse_flagfile(run_folder.read_text(path))

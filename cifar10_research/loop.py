@@ -34,7 +34,7 @@ def train_and_evaluate(config: Config, workdir: str, *,
     """Trains, evaluates after every epoch and fills the run folder `workdir`.
 
     A run folder that holds checkpoints is resumed from the latest one; a
-    finished one is only evaluated. `strategy` and `cifar` default to those
+    finished one reports its saved results. `strategy` and `cifar` default to those
     the config names; tests pass their own. Returns the history, the test
     results and the weights' fingerprint. Every worker runs this; only the
     chief writes into `workdir`, the others write into a temporary folder
