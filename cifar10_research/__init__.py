@@ -7,6 +7,7 @@ an entry point that imports this package before TensorFlow prints only its own
 output.
 """
 
-from cifar10_research import quiet
+from cifar10_research import quiet, stopping
 
-quiet.import_tensorflow_quietly()
+with stopping.held_while_importing():
+    quiet.import_tensorflow_quietly()

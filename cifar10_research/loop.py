@@ -42,9 +42,7 @@ def train_and_evaluate(config: Config, workdir: str, *,
     """
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if strategy is None and config.strategy == "multi_worker":
-        distribute.watch_peers(config.worker_timeout)
-    strategy = strategy or distribute.make_strategy(config.strategy)
+    strategy = strategy or distribute.make_strategy(config.strategy, config.worker_timeout)
     distribute.refuse_misfits(config.batch_size, config.jit_compile, strategy)
     chief = distribute.is_chief(strategy)
     write_dir = workdir if chief else tempfile.mkdtemp(prefix="cifar10-worker-")
@@ -97,9 +95,8 @@ class TrainingLoop:
         self.val_data = (f"{len(self.validation):,} held-out training images"
                          if config.validation_split else run_folder.TEST_SET)
         self.history = run_folder.empty_history(self.val_data)
-        # A signal reaches one worker of several: that one alone must not stop
-        # at a step of its own choosing, as the others would wait for it.
-        self.stops = StopRequests(enabled=getattr(strategy, "cluster_resolver", None) is None)
+        self.stops = StopRequests(
+            coordinated=getattr(strategy, "cluster_resolver", None) is None)
         self.log_every = periodic.Every(config.log_every_n_steps)
         self.checkpoint_every = periodic.Every(config.checkpoint_every_n_steps)
         first, last = config.profile_range() or (None, None)

@@ -151,8 +151,10 @@ def read_history(workdir: str, epochs: int | None = None) -> dict:
         with open(path) as file:
             history = json.load(file)
     except OSError as error:
-        raise UserError(f"cannot read {path} ({error.strerror}): pass the folder of "
-                        f"a run that finished at least one epoch") from None
+        advice = ("pass the folder of a run that finished at least one epoch" if epochs is None
+                  else f"its {epochs} epochs' history is needed to resume: put the file back, "
+                  f"or start the run anew under another --run_name")
+        raise UserError(f"cannot read {path} ({error.strerror}): {advice}") from None
     except ValueError:
         raise UserError(f"{path} is not valid JSON: it was edited or damaged") from None
     missing = [key for key in HISTORY_KEYS if key not in history]

@@ -180,18 +180,23 @@ def test_the_launcher_fails_when_a_worker_fails(tmp_path):
     assert re.search(r"error: worker \d exited with code 1", result.stderr)
 
 
-def alone_in_a_cluster_of_two(tiny_data_dir, tmp_path, *flags):
-    """Worker 0 of a 2-worker TF_CONFIG whose worker 1 never starts."""
-    peer = f"127.0.0.1:{free_port()}"
-    tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{free_port()}", peer]},
-                            "task": {"type": "worker", "index": 0}})
-    process = subprocess.Popen(
+def workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, started, *flags):
+    """The processes of the workers numbered in `started` of a 2-worker TF_CONFIG
+    cluster on loopback, training tiny data; and the cluster's addresses."""
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    return [subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
-         f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}", "--run_name=alone",
-         "--epochs=1", "--batch_size=16", *flags],
-        env={**os.environ, "TF_CONFIG": tf_config}, stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL, text=True)
-    return process, peer
+         f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}", "--run_name=pair",
+         "--batch_size=16", *flags],
+        env={**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
+                                                    "task": {"type": "worker", "index": i}})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in started], addresses
+
+
+def alone_in_a_cluster_of_two(tiny_data_dir, tmp_path, *flags):
+    """Worker 0 of a 2-worker TF_CONFIG whose worker 1 never starts, and worker 1's address."""
+    (process,), addresses = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0], *flags)
+    return process, addresses[1]
 
 
 def free_port():
@@ -208,17 +213,41 @@ def test_a_worker_says_whom_it_waits_for_and_gives_up_after_the_timeout(tiny_dat
     lines = stderr.splitlines()
     assert f"Waiting 5 s for the workers at {peer} to start" in lines
     assert lines[-1] == (f"error: the workers at {peer} did not start within "
-                         f"--worker_timeout=8 s: start them with the same TF_CONFIG cluster, "
-                         f"or check its addresses")
+                         f"--worker_timeout=8 s: start every worker of the cluster, or check "
+                         f"its addresses")
     assert process.returncode == -signal.SIGKILL
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_a_worker_blocked_waiting_for_its_peers(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_a_worker_blocked_waiting_for_its_peers(tiny_data_dir, tmp_path,
+                                                                       stop):
     process, peer = alone_in_a_cluster_of_two(tiny_data_dir, tmp_path)
     for line in process.stderr:
         if line.startswith("Waiting"):
             break
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     rest = process.communicate(timeout=30)[1].splitlines()
-    assert rest[-1].startswith("Stopped by SIGINT: a worker of a multi-worker run stops at once")
+    assert rest == [f"Stopped by {stop.name} while waiting for the other workers: nothing "
+                    f"was written; rerun every worker to go on"]
+    assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "pair").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_training_worker_at_once_with_one_line(tiny_data_dir, tmp_path):
+    (chief, worker), _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1],
+                                                     "--epochs=100")
+    try:
+        for line in chief.stdout:
+            if line.startswith("Epoch 2/"):
+                break
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        chief.kill()
+        chief.communicate()
+    assert worker.returncode == 143
+    assert stderr.splitlines() == [
+        "Stopped by SIGTERM: a worker of a multi-worker run stops at once; rerun every "
+        "worker to resume from the chief's latest checkpoint"]

@@ -136,6 +136,19 @@ def test_a_finished_run_missing_its_model_gets_it_back(tiny):
     assert os.path.isfile(os.path.join(workdir, run_folder.MODEL))
 
 
+def test_resuming_without_the_history_says_how_to_go_on(tiny):
+    config, workdir = tiny
+    train(config.replace(epochs=1), workdir)
+    os.remove(os.path.join(workdir, run_folder.HISTORY))
+    with pytest.raises(UserError) as refused:
+        train(config, workdir)
+    assert str(refused.value) == (
+        f"cannot read {workdir}/history.json (No such file or directory): its 1 epochs' "
+        f"history is needed to resume: put the file back, or start the run anew under "
+        f"another --run_name")
+    assert checkpoint_files(workdir)[-1].startswith("ckpt-")
+
+
 def test_a_profile_ending_on_an_epoch_boundary(tiny):
     config, workdir = tiny
     results = train(config.replace(profile_steps="3,7"), workdir)  # 7 steps an epoch.
