@@ -127,10 +127,12 @@ class Config:
         100, "Write training loss and accuracy to TensorBoard every this many steps.",
         rule=at_least(1))
     strategy: str = setting(
-        "auto", "auto: mirrored over all visible GPUs when there are 2 or more, else one "
-        "device; one_device; mirrored: all visible GPUs (or the logical CPUs of "
-        "--num_cpu_devices); multi_worker: MultiWorkerMirroredStrategy set up from the "
-        "TF_CONFIG environment variable.", choices=distribute.STRATEGIES)
+        "auto", "auto: multi_worker when TF_CONFIG or a Slurm step names several tasks, "
+        "else mirrored over all visible GPUs when there are 2 or more, else one device (it "
+        "says which and why); one_device; mirrored: all visible GPUs (or the logical CPUs of "
+        "--num_cpu_devices); multi_worker: MultiWorkerMirroredStrategy over the cluster of "
+        "TF_CONFIG, else of the Slurm step this is a task of (srun).",
+        choices=distribute.STRATEGIES)
     num_cpu_devices: int = setting(
         1, "Split the CPU into this many logical devices, so mirrored training can be "
         "tried without GPUs.", rule=at_least(1))
@@ -145,6 +147,10 @@ class Config:
         0, "With --strategy=multi_worker: end with an error naming them when the other "
         "workers have not all started after this many seconds (0: wait, saying every 5 s "
         "whom for).", rule=at_least(0))
+    port_base: int = setting(
+        distribute.DEFAULT_PORT_BASE, "Under Slurm with --strategy=multi_worker: the workers "
+        "on a node listen on this port and the ones after it, one each.",
+        rule=Rule(lambda port: 1 <= port <= 65535, "must be a port number, 1 to 65535"))
     histograms: bool = setting(
         False, "Write weight and gradient histograms to TensorBoard after each epoch.")
     profile_steps: str = setting(

@@ -11,6 +11,7 @@ import tensorflow as tf
 from cifar10_research import cluster, stopping
 from cifar10_research.errors import UserError
 
+DEFAULT_PORT_BASE = 8888  # SlurmClusterResolver's
 WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watchdog.py")
 
 
@@ -36,24 +37,42 @@ def configure_devices(num_cpu_devices: int, gpus: str) -> None:
             cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
 
 
-def make_strategy(name: str, worker_timeout: float = 0) -> tf.distribute.Strategy:
+def make_strategy(name: str, worker_timeout: float = 0,
+                  port_base: int = DEFAULT_PORT_BASE) -> tf.distribute.Strategy:
     """The strategy for --strategy=`name` over the devices left visible.
 
-    auto: mirrored over all visible GPUs when there are 2 or more, else one
-    device. multi_worker: from TF_CONFIG, with peers_watched(`worker_timeout`)
-    while TensorFlow connects the workers.
+    multi_worker: over the cluster of TF_CONFIG or of a Slurm step (see
+    cluster.resolver), with peers_watched(`worker_timeout`) while TensorFlow
+    connects the workers. auto: multi_worker when either names more than one
+    task, else mirrored over 2 or more visible GPUs, else one device; it
+    prints what it picked and why.
     """
+    if name == "auto":
+        name = _pick(cluster.multi_task_reason())
     if name == "multi_worker":
         # Before anything lists logical devices: that starts the runtime, and
         # collective ops must be configured before it starts.
-        resolver = cluster.resolver()
+        resolver = cluster.resolver(port_base)
         with peers_watched(resolver, worker_timeout):
             return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    if name == "mirrored" or (name == "auto" and len(gpus) >= 2):
+    if name == "mirrored":
         return tf.distribute.MirroredStrategy(
             gpus or [device.name for device in tf.config.list_logical_devices("CPU")])
     return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
+
+
+def _pick(multi_task_reason: str | None) -> str:
+    """--strategy=auto's pick, said in one line."""
+    if multi_task_reason:
+        name, why = "multi_worker", multi_task_reason
+    else:
+        gpus = len(tf.config.get_visible_devices("GPU"))
+        name = "mirrored" if gpus >= 2 else "one_device"
+        why = (f"{gpus} GPU{'s' if gpus != 1 else ''} visible and no TF_CONFIG or Slurm step "
+               f"of several tasks")
+    print(f"--strategy=auto picked {name}: {why}")
+    return name
 
 
 @contextlib.contextmanager

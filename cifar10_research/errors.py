@@ -12,8 +12,13 @@ class UserError(Exception):
     """
 
 
-class Interrupted(Exception):
-    """Training stopped on a signal after saving a checkpoint; exits with `exit_code`."""
+class Interrupted(BaseException):
+    """A run stopped on a signal; `train.py` exits with `exit_code`.
+
+    Like KeyboardInterrupt, not an Exception: raised by a signal handler at
+    any line, it must pass through library code that catches or rewraps
+    exceptions (Keras turns one raised inside a layer into a RuntimeError).
+    """
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)

@@ -26,7 +26,8 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
                         f"pass the checkpoint itself, {prefix}")
     if os.path.exists(os.path.join(workdir, run_folder.FLAGFILE)):
         resume.refuse_other_network(config, workdir)
-    strategy = strategy or distribute.make_strategy(config.strategy)
+    strategy = strategy or distribute.make_strategy(config.strategy, config.worker_timeout,
+                                                    config.port_base)
     cifar = cifar or dataset.load_cifar10(config.data_dir)
     learner = Learner(strategy, config, len(cifar.train) // config.batch_size)
     folder = resume.checkpoint_dir(workdir)

@@ -42,7 +42,8 @@ def train_and_evaluate(config: Config, workdir: str, *,
     """
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = strategy or distribute.make_strategy(config.strategy, config.worker_timeout)
+    strategy = strategy or distribute.make_strategy(config.strategy, config.worker_timeout,
+                                                    config.port_base)
     distribute.refuse_misfits(config.batch_size, config.jit_compile, strategy)
     chief = distribute.is_chief(strategy)
     write_dir = workdir if chief else tempfile.mkdtemp(prefix="cifar10-worker-")

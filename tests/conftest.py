@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import flags
 from cifar10_research import dataset, distribute, loop
 from cifar10_research.config import Config
 from tests import fake_cifar
@@ -57,6 +58,13 @@ def run_python(script: str, *args, timeout: int = 300, env: dict | None = None):
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
+
+
+@pytest.fixture
+def parse():
+    """Parses a command line into the global flags, and unparses them after."""
+    yield lambda *args: flags.FLAGS(["train.py", *args])
+    flags.FLAGS.unparse_flags()
 
 
 @pytest.fixture

@@ -122,8 +122,17 @@ def test_strategies_by_name():
     assert isinstance(distribute.make_strategy("auto"), tf.distribute.OneDeviceStrategy)
 
 
+def test_auto_says_what_it_picked_and_why(monkeypatch, capsys):
+    for name in ("TF_CONFIG", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(name, raising=False)
+    distribute.make_strategy("auto")
+    assert capsys.readouterr().out == ("--strategy=auto picked one_device: 0 GPUs visible and "
+                                       "no TF_CONFIG or Slurm step of several tasks\n")
+
+
 @pytest.mark.parametrize("tf_config, message", [
-    (None, "--strategy=multi_worker needs the TF_CONFIG environment variable"),
+    (None, "--strategy=multi_worker needs a cluster: set the TF_CONFIG environment variable "
+           "on every worker, .*; or start one Slurm task per worker, srun --ntasks=2"),
     ("{not json", "TF_CONFIG is malformed"),
     ('{"cluster": {}}', "TF_CONFIG is malformed .*KeyError"),
     ('{"cluster": {"worker": "h:1"}, "task": {"type": "worker", "index": 0}}',
@@ -132,6 +141,7 @@ def test_strategies_by_name():
      "is not in its cluster"),
 ])
 def test_a_bad_tf_config_is_refused_before_any_worker_starts(monkeypatch, tf_config, message):
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:

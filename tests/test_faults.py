@@ -147,7 +147,7 @@ def test_sigterm_while_the_run_finishes_then_a_rerun_completes_it(tiny_data_dir,
         time.sleep(0.01)  # The first file of the finish; the SavedModel takes seconds more.
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143
+    assert process.returncode == 143, stderr
     assert stderr.startswith("Stopped by SIGTERM outside the training steps") and (
         len(stderr.splitlines()) == 1)
     assert run_folder.read_results(str(workdir)) is None

@@ -14,13 +14,6 @@ from cifar10_research.config import Config
 from tests.conftest import run_python
 
 
-@pytest.fixture
-def parse():
-    """Parses a command line into the global flags, and unparses them after."""
-    yield lambda *args: flags.FLAGS(["train.py", *args])
-    flags.FLAGS.unparse_flags()
-
-
 def test_every_setting_is_a_flag_with_its_default_help_and_registry(parse):
     parse()
     for field in dataclasses.fields(Config):

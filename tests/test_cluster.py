@@ -1,0 +1,192 @@
+"""Clusters described by Slurm (and TF_CONFIG): detection, resolution, errors, and
+two real workers started with only Slurm's variables."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import flags
+from cifar10_research import cluster, run_folder
+from cifar10_research.errors import UserError
+from tests.conftest import ROOT
+
+TWO_WORKERS = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
+
+
+def slurm_step(procid: int, tasks: int = 2, nodelist: str = "localhost",
+               tasks_per_node: str = "2") -> dict:
+    """The variables srun sets for one task of a step on the nodes of `nodelist`."""
+    return {"SLURM_PROCID": str(procid), "SLURM_STEP_NUM_TASKS": str(tasks),
+            "SLURM_STEP_NODELIST": nodelist, "SLURM_STEP_TASKS_PER_NODE": tasks_per_node}
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """Sets the given variables, with no TF_CONFIG or Slurm variable besides."""
+    for name in list(os.environ):
+        if name == "TF_CONFIG" or name.startswith("SLURM_"):
+            monkeypatch.delenv(name)
+
+    def set_variables(variables: dict):
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+    return set_variables
+
+
+@pytest.mark.parametrize("variables, reason", [
+    ({}, None),
+    (slurm_step(0), "this is one of the 2 tasks of a Slurm step"),
+    (slurm_step(0, tasks=1, tasks_per_node="1"), None),
+    ({"SLURM_PROCID": "0"}, None),  # Inside an allocation, outside any srun step.
+    ({"TF_CONFIG": TWO_WORKERS}, "TF_CONFIG names 2 tasks"),
+    ({"TF_CONFIG": TWO_WORKERS.replace('"a:1", ', "").replace('"index": 1', '"index": 0')},
+     None),
+    ({"TF_CONFIG": TWO_WORKERS, **slurm_step(0, tasks=3, tasks_per_node="3")},
+     "TF_CONFIG names 2 tasks"),  # TF_CONFIG, when set, is the cluster.
+])
+def test_auto_detects_a_cluster_of_several_tasks(environment, variables, reason):
+    environment(variables)
+    assert cluster.multi_task_reason() == reason
+
+
+def test_a_slurm_step_resolves_to_one_worker_per_task(environment):
+    environment(slurm_step(1, tasks=4, nodelist="gpu[07-08]", tasks_per_node="2(x2)"))
+    resolver = cluster.resolver(port_base=20000)
+    assert resolver.cluster_spec().as_dict() == {"worker": [
+        "gpu07:20000", "gpu07:20001", "gpu08:20000", "gpu08:20001"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+
+
+@pytest.mark.parametrize("variables, port_base, message", [
+    (slurm_step(0, tasks=1, tasks_per_node="1"), 8888,
+     "--strategy=multi_worker runs in a Slurm step of 1 task: start one task per worker, "
+     "srun --ntasks=2 python train.py ... (see scripts/slurm/train.sbatch); or use "
+     "--strategy=auto"),
+    (slurm_step(0, nodelist="node[1-"), 8888,
+     'the Slurm step cannot be resolved into a cluster (Invalid hostlist format "node[1-": '),
+    (slurm_step(0, tasks=3), 8888,
+     "the Slurm step cannot be resolved into a cluster (Requested 3 tasks but only 2 were "
+     "assigned.)"),
+    (slurm_step(0), 65535,
+     "--port_base=65535 leaves no port for the 2 tasks on a node: pick one up to 65534"),
+    ({"SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "two"}, 8888,
+     "SLURM_STEP_NUM_TASKS=two is not a number of tasks: run train.py through srun"),
+])
+def test_a_slurm_step_that_cannot_work_is_named_in_one_line(environment, variables,
+                                                            port_base, message):
+    environment(variables)
+    with pytest.raises(UserError) as refused:
+        cluster.resolver(port_base)
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("visible, tasks, index, bound, own", [
+    ([], 2, 1, False, []),
+    (["g0", "g1", "g2", "g3"], 2, 1, False, ["g2", "g3"]),
+    (["g0", "g1", "g2", "g3"], 4, 0, False, ["g0"]),
+    (["g5"], 4, 3, True, ["g5"]),  # --gpus-per-task: Slurm already gave each task its own.
+])
+def test_each_slurm_task_uses_only_its_share_of_the_nodes_gpus(visible, tasks, index, bound,
+                                                               own):
+    assert cluster.gpus_of_task(visible, tasks, index, bound) == own
+
+
+def test_gpus_that_do_not_split_over_the_tasks_are_refused():
+    with pytest.raises(UserError, match="the 3 GPUs this task sees do not split evenly over "
+                                        "the 2 tasks on its node: ask Slurm for --gpus-per-task"):
+        cluster.gpus_of_task(["g0", "g1", "g2"], 2, 0, bound_by_slurm=False)
+
+
+def two_free_ports() -> int:
+    """A port P such that P and P + 1 are free on loopback now."""
+    while True:
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port < 65535:
+                with socket.socket() as second:
+                    try:
+                        second.bind(("127.0.0.1", port + 1))
+                        return port
+                    except OSError:
+                        pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["multi_worker", "auto"])
+def test_two_slurm_tasks_train_together_with_no_tf_config(tiny_data_dir, tmp_path, strategy):
+    port_base = two_free_ports()
+    environment = {name: value for name, value in os.environ.items()
+                   if name != "TF_CONFIG" and not name.startswith("SLURM_")}
+    tasks = [subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), f"--strategy={strategy}",
+         f"--port_base={port_base}", f"--data_dir={tiny_data_dir}", "--epochs=1",
+         "--batch_size=16", f"--model_dir={tmp_path / 'runs'}", "--run_name=slurm"],
+        env={**environment, **slurm_step(procid), "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for procid in (0, 1)]
+    outputs = [task.communicate(timeout=300) for task in tasks]
+    for task, (stdout, stderr) in zip(tasks, outputs):
+        assert task.returncode == 0, stdout + stderr
+    fingerprints = [re.search(r"^Weights fingerprint: (\w+)$", stdout, re.MULTILINE)[1]
+                    for stdout, _ in outputs]
+    assert fingerprints[0] == fingerprints[1]
+    assert "Test accuracy:" in outputs[0][0] and "Test accuracy:" not in outputs[1][0]
+    if strategy == "auto":
+        for stdout, _ in outputs:
+            assert stdout.startswith("--strategy=auto picked multi_worker: this is one of the "
+                                     "2 tasks of a Slurm step\n")
+    assert os.listdir(tmp_path / "runs") == ["slurm"]
+    assert run_folder.read_results(str(tmp_path / "runs" / "slurm"))["test_count"] == 24
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("cifar10-worker-")]
+
+
+def test_the_sbatch_script_is_valid_bash():
+    result = subprocess.run(["bash", "-n", os.path.join(ROOT, "scripts/slurm/train.sbatch")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_the_sbatch_script_trains_one_run_over_its_tasks(tiny_data_dir, tmp_path):
+    """The script as Slurm runs it, with an `srun` that starts its 2 tasks
+    here, with the variables of a 2-task step on one node."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    variables = " ".join(f"{name}={value}" for name, value in slurm_step("$i").items())
+    (fake_bin / "srun").write_text(
+        f'#!/bin/bash\nfor i in 0 1; do env {variables} "$@" > "{tmp_path}/task$i.out" '
+        f'2>&1 & done\nwait -n && wait -n\n')
+    (fake_bin / "srun").chmod(0o755)
+    environment = {name: value for name, value in os.environ.items()
+                   if name != "TF_CONFIG" and not name.startswith("SLURM_")}
+    result = subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts/slurm/train.sbatch"), "--epochs=1",
+         "--batch_size=16"],
+        env={**environment, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
+             "SLURM_SUBMIT_DIR": ROOT, "PYTHON": sys.executable, "DATA_DIR": tiny_data_dir,
+             "MODEL_DIR": str(tmp_path / "runs"), "PORT_BASE": str(two_free_ports()),
+             "TMPDIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=300)
+    outputs = [(tmp_path / f"task{i}.out").read_text() for i in (0, 1)]
+    assert result.returncode == 0, result.stderr + "".join(outputs)
+    assert os.listdir(tmp_path / "runs") == ["slurm-4242"]
+    assert run_folder.read_results(str(tmp_path / "runs" / "slurm-4242"))["test_count"] == 24
+    assert [output.splitlines()[0] for output in outputs] == [
+        "--strategy=auto picked multi_worker: this is one of the 2 tasks of a Slurm step"] * 2
+
+
+def test_the_tfjob_manifest_runs_train_py_with_valid_flags_on_its_shared_volume(parse):
+    manifest = open(os.path.join(ROOT, "scripts/k8s/tfjob.yaml")).read()
+    command = json.loads(re.search(r"^ +command: (\[.*\])$", manifest, re.MULTILINE)[1])
+    assert command[:3] == ["python", "train.py", "--strategy=multi_worker"]
+    mount = re.search(r"^ +mountPath: (\S+)$", manifest, re.MULTILINE)[1]
+    settings = dict(argument[2:].split("=", 1) for argument in command[2:])
+    assert settings["model_dir"] == mount and settings["data_dir"].startswith(mount + "/")
+    parse(*command[2:])  # Raises on a flag train.py does not know.
+    assert flags.to_config().strategy == "multi_worker"
