@@ -26,17 +26,20 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
                         f"pass the checkpoint itself, {prefix}")
     if os.path.exists(os.path.join(workdir, run_folder.FLAGFILE)):
         resume.refuse_other_network(config, workdir)
+    folder = resume.checkpoint_dir(workdir)
+    no_checkpoint = UserError(f"{folder} holds no checkpoint: train the run first, or pass "
+                              f"--checkpoint")
+    if not (config.checkpoint or resume.has_checkpoint(workdir)):
+        raise no_checkpoint  # Before the data is read (or downloaded).
     strategy = strategy or distribute.make_strategy(config.strategy, config.worker_timeout,
                                                     config.port_base)
     cifar = cifar or dataset.load_cifar10(config.data_dir)
     learner = Learner(strategy, config, len(cifar.train) // config.batch_size)
-    folder = resume.checkpoint_dir(workdir)
     checkpoints = Checkpoints(tf.train.Checkpoint(**learner.checkpointed()), folder, folder,
                               config.keep_checkpoints)
     path = config.checkpoint or checkpoints.restore_latest()
     if path is None:
-        raise UserError(f"{folder} holds no checkpoint: train the run first, or pass "
-                        f"--checkpoint")
+        raise no_checkpoint
     if config.checkpoint:
         try:
             checkpoints.restore(path)

@@ -77,28 +77,29 @@ def start_workers(num_workers: int, arguments: list[str]):
     return processes, echoes
 
 
-def wait_for_all(processes: list[subprocess.Popen]) -> int:
+def wait_for_all(processes: list[subprocess.Popen]) -> tuple[int, list[int]]:
     """Waits until every worker exits; on the first failure stops the rest.
 
-    Returns the index of the failed worker, or -1 when all succeeded.
+    Returns the index of the failed worker (-1 when all succeeded) and those
+    of the workers it stopped.
     """
     while True:
         codes = [process.poll() for process in processes]
         failed = [index for index, code in enumerate(codes) if code not in (None, 0)]
         if failed:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-            return failed[0]
+            running = [index for index, code in enumerate(codes) if code is None]
+            for index in running:
+                processes[index].kill()
+            return failed[0], running
         if all(code == 0 for code in codes):
-            return -1
+            return -1, []
         time.sleep(0.2)
 
 
 def main(argv):
     processes, echoes = start_workers(FLAGS.num_workers, train_arguments(argv[1:]))
     try:
-        failed = wait_for_all(processes)
+        failed, stopped = wait_for_all(processes)
     except KeyboardInterrupt:
         for process in processes:
             process.kill()
@@ -106,8 +107,10 @@ def main(argv):
     for echo in echoes:
         echo.join()
     if failed >= 0:
-        print(f"error: worker {failed} exited with code {processes[failed].returncode}; "
-              f"stopped the other workers", file=sys.stderr)
+        still_running = (f"; stopped worker{'s' if len(stopped) > 1 else ''} "
+                         f"{', '.join(map(str, stopped))}" if stopped else "")
+        print(f"error: worker {failed} exited with code {processes[failed].returncode}"
+              f"{still_running}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -4,6 +4,7 @@ import functools
 import http.server
 import os
 import pickle
+import re
 import threading
 
 import numpy as np
@@ -12,6 +13,11 @@ import pytest
 from cifar10_research import dataset
 from cifar10_research.errors import UserError
 from tests import fake_cifar
+
+# The python version of CIFAR-10 as its home page, https://www.cs.toronto.edu/~kriz/cifar.html,
+# links it and gives its MD5.
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 
 def test_reads_the_folder_as_written(tiny_data_dir):
@@ -33,7 +39,7 @@ def test_unpacks_the_tarball_after_checking_its_md5(tiny_data_dir, tmp_path):
     cifar = dataset.load_cifar10(str(target), md5=md5)
     assert len(cifar.train) == 120 and len(cifar.test) == 24
     assert (target / dataset.FOLDER / "test_batch").is_file()
-    assert [p for p in os.listdir(target) if p.startswith(".")] == []
+    assert sorted(os.listdir(target)) == [dataset.FOLDER, dataset.TARBALL]
 
 
 def test_refuses_a_tarball_with_the_wrong_md5(tiny_data_dir, tmp_path):
@@ -42,7 +48,7 @@ def test_refuses_a_tarball_with_the_wrong_md5(tiny_data_dir, tmp_path):
     fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
     with pytest.raises(UserError, match=r"cifar-10-python.tar.gz has MD5 \w+, not the expected 0+"):
         dataset.load_cifar10(str(target), md5="0" * 32)
-    assert not (target / dataset.FOLDER).exists()
+    assert os.listdir(target) == [dataset.TARBALL]
 
 
 @pytest.fixture
@@ -66,8 +72,13 @@ def test_downloads_verifies_and_unpacks(tiny_data_dir, tmp_path, http_server):
     target = tmp_path / "empty"
     cifar = dataset.load_cifar10(str(target), url=f"{base_url}/cifar.tar.gz", md5=md5)
     assert len(cifar.test) == 24
-    assert (target / dataset.TARBALL).is_file()
-    assert not (target / (dataset.TARBALL + ".part")).exists()
+    # Only the tarball and the folder: no temporary download or extraction left over.
+    assert sorted(os.listdir(target)) == [dataset.FOLDER, dataset.TARBALL]
+    with open(served / "cifar.tar.gz", "rb") as sent, open(target / dataset.TARBALL, "rb") as got:
+        assert got.read() == sent.read()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(target / dataset.TARBALL).st_mode & 0o777 == 0o666 & ~umask  # Shareable.
 
 
 def test_a_download_with_the_wrong_md5_leaves_no_file(tiny_data_dir, tmp_path, http_server):
@@ -86,6 +97,29 @@ def test_a_failed_download_says_where_to_put_the_tarball(tmp_path, http_server):
                 f"{target}/{dataset.TARBALL}")
     with pytest.raises(UserError, match=expected):
         dataset.load_cifar10(str(target), url=f"{base_url}/missing.tar.gz")
+    assert os.listdir(target) == []
+
+
+def test_a_tarball_is_checked_against_the_official_md5_by_default(tiny_data_dir, tmp_path):
+    target = tmp_path / "fake_tarball"
+    target.mkdir()
+    fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
+    with pytest.raises(UserError, match=f"not the expected {OFFICIAL_MD5}:"):
+        dataset.load_cifar10(str(target))
+
+
+def test_the_download_comes_from_the_official_url_by_default(tmp_path, monkeypatch):
+    requested = []
+
+    def offline(url, *args, **kwargs):
+        requested.append(url)
+        raise OSError("offline")
+
+    monkeypatch.setattr(dataset.urllib.request, "urlopen", offline)
+    target = tmp_path / "empty"
+    with pytest.raises(UserError, match=f"could not download {re.escape(OFFICIAL_URL)} "):
+        dataset.load_cifar10(str(target))
+    assert requested == [OFFICIAL_URL]
     assert os.listdir(target) == []
 
 

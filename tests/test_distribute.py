@@ -1,5 +1,6 @@
 """Distributed training gives the results of one device: 2 logical CPUs vs 1."""
 
+import fcntl
 import json
 import os
 import re
@@ -187,7 +188,29 @@ def test_the_launcher_fails_when_a_worker_fails(tmp_path):
         "--epochs=1", f"--model_dir={tmp_path}", "--run_name=broken", "--batch_size=3")
     assert result.returncode == 1
     assert "does not divide over the 2 replicas" in result.stdout
-    assert re.search(r"error: worker \d exited with code 1", result.stderr)
+    assert re.fullmatch(r"error: worker \d exited with code 1(; stopped worker \d)?\n",
+                        result.stderr)
+
+
+@pytest.mark.slow
+def test_the_launcher_stops_a_healthy_worker_when_another_fails(tiny_data_dir, tmp_path):
+    """The chief fails (its run folder is locked by another process); worker 1,
+    healthy, would wait for it forever."""
+    workdir = tmp_path / "locked"
+    workdir.mkdir()
+    with open(workdir / run_folder.LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = run_python(
+            "scripts/launch_workers.py", "--num_workers=2", "--", f"--data_dir={tiny_data_dir}",
+            "--epochs=1", f"--model_dir={tmp_path}", "--run_name=locked", "--batch_size=16",
+            timeout=120)
+    assert result.returncode == 1
+    assert "[worker 0] error: " in result.stdout and "is in use by another process" in (
+        result.stdout)
+    assert result.stderr.splitlines()[-1] == ("error: worker 0 exited with code 1; stopped "
+                                              "worker 1")
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and "--run_name=locked"
+                in open(f"/proc/{pid}/cmdline", errors="replace").read().replace("\0", " ")]
 
 
 def workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, started, *flags):

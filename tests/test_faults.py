@@ -182,6 +182,16 @@ def test_a_gpu_on_a_machine_without_any_is_named(monkeypatch):
         distribute.configure_devices(num_cpu_devices=2, gpus="7")
 
 
+def test_a_gpu_index_past_the_machines_gpus_is_named(monkeypatch):
+    two_gpus = [tf.config.PhysicalDevice(f"/physical_device:GPU:{i}", "GPU") for i in (0, 1)]
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: two_gpus if kind == "GPU" else [])
+    with pytest.raises(UserError) as refused:
+        distribute.configure_devices(num_cpu_devices=1, gpus="0,2")
+    assert str(refused.value) == ("--gpus=0,2 names a GPU this machine does not have (it has "
+                                  "2): pick indices below 2")
+
+
 def test_a_profile_past_the_last_step_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"--profile_steps=10,99 ends after the run's last step, "
                                         r"16: pick steps up to it"):

@@ -2,14 +2,18 @@
 
 import os
 
+import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from cifar10_research import run_folder
+import data
+from cifar10_research import evaluation, run_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
 from tests import events
-from tests.conftest import one_device, train_tiny
+from tests.conftest import one_device, tiny_cifar, train_tiny
 
 
 def train(tmp_path, name="knobs", **options):
@@ -27,24 +31,90 @@ def test_the_learning_rate_follows_the_schedule_and_is_logged(tmp_path):
     assert logged[16] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_augmentation_changes_training_only(tmp_path):
-    plain, _ = train(tmp_path, "plain")
-    augmented, _ = train(tmp_path, "augmented", augment="flip_crop")
-    assert augmented["history"]["loss"] != plain["history"]["loss"]
-    assert augmented["test_count"] == plain["test_count"] == 40
-
-
-def test_label_smoothing_raises_the_training_loss_floor(tmp_path):
+def test_augmentation_changes_the_training_batches_but_not_the_evaluation(tmp_path):
     plain, _ = train(tmp_path, "plain", epochs=1)
-    smoothed, _ = train(tmp_path, "smoothed", epochs=1, label_smoothing=0.2)
-    assert smoothed["history"]["loss"][0] > plain["history"]["loss"][0]
+    augmented, workdir = train(tmp_path, "augmented", epochs=1, augment="flip_crop")
+    # Two plain runs of one seed are identical, so a difference comes from the batches.
+    assert augmented["history"]["loss"] != plain["history"]["loss"]
+    # The run's own validation and test of its final weights equal their evaluation
+    # with no augmentation named at all.
+    unaugmented = evaluation.evaluate_checkpoint(
+        Config(epochs=1, batch_size=16), workdir, strategy=one_device(), cifar=tiny_cifar())
+    assert augmented["history"]["val_loss"] == [unaugmented["test_loss"]]
+    assert augmented["history"]["val_accuracy"] == [unaugmented["test_accuracy"]]
+    assert (augmented["test_loss"], augmented["test_accuracy"]) == (
+        unaugmented["test_loss"], unaugmented["test_accuracy"])
 
 
-def test_weight_decay_uses_adamw_sparing_biases(tmp_path):
-    learner = Learner(one_device(), Config(weight_decay=0.05), steps_per_epoch=8)
-    assert type(learner.optimizer).__name__ == "AdamW"
-    results, _ = train(tmp_path, weight_decay=0.05)
-    assert results["history"]["loss"][1] < results["history"]["loss"][0]
+def _crossentropy(probabilities, labels, smoothing=0.0) -> np.ndarray:
+    """Per-example crossentropy against label-smoothed one-hot targets, in float64."""
+    log_p = np.log(np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7))
+    targets = np.eye(10)[labels] * (1 - smoothing) + smoothing / 10
+    return -(targets * log_p).sum(axis=1)
+
+
+@pytest.fixture(scope="module")
+def smoothed_run(tmp_path_factory):
+    """A run with --label_smoothing=0.2 and its final model."""
+    workdir = tmp_path_factory.mktemp("knobs") / "smoothed"
+    results = train_tiny(workdir, label_smoothing=0.2)
+    return results, keras.models.load_model(os.path.join(workdir, run_folder.MODEL))
+
+
+def _learner(weights, **settings) -> Learner:
+    learner = Learner(one_device(), Config(batch_size=16, **settings), steps_per_epoch=8)
+    learner.model.set_weights(weights)
+    return learner
+
+
+def test_val_loss_is_plain_crossentropy_despite_label_smoothing(smoothed_run):
+    results, model = smoothed_run
+    test = tiny_cifar().test
+    probabilities = model(test.images.astype(np.float32) / 255.0).numpy()
+    plain = _crossentropy(probabilities, test.labels).mean()
+    assert results["history"]["val_loss"][-1] == pytest.approx(plain, rel=1e-5)
+    # The model is confident enough for the smoothed loss to be told apart.
+    assert _crossentropy(probabilities, test.labels, 0.2).mean() > plain + 0.05
+    unsmoothed = _learner(model.get_weights(), label_smoothing=0.0).evaluate(test)
+    assert unsmoothed.loss == results["history"]["val_loss"][-1] == results["test_loss"]
+
+
+def test_the_training_loss_includes_label_smoothing(smoothed_run):
+    _, model = smoothed_run
+    learner = _learner(model.get_weights(), label_smoothing=0.2)
+    batches = data.train_dataset(tiny_cifar().train, 16, seed=0, epoch=1)
+    images, labels = next(iter(batches))
+    expected = _crossentropy(model(images).numpy(), np.argmax(labels, axis=1), 0.2).mean()
+    learner.train_steps(iter(learner.distribute_dataset(batches)), tf.constant(1))
+    loss_sum, _, count = learner.train_totals.sums()
+    assert count == 16
+    assert loss_sum / count == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("network", ["simple_cnn", "wide_cnn"])
+def test_weight_decay_shrinks_kernels_by_lr_times_decay_and_spares_the_rest(network):
+    """With zero gradients Adam moves nothing, so what changes is AdamW's decoupled
+    decay alone: kernel * (1 - lr * wd) per step; biases and batch-norm gamma and
+    beta are excluded."""
+    learning_rate, weight_decay, steps = 0.01, 0.5, 3
+    learner = Learner(one_device(), Config(model=network, learning_rate=learning_rate,
+                                           weight_decay=weight_decay), steps_per_epoch=8)
+    variables = learner.model.trainable_variables
+    rng = np.random.default_rng(0)
+    for variable in variables:  # Biases and beta start at 0, which decay would leave at 0.
+        variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
+    before = [variable.numpy() for variable in variables]
+    zeros = [tf.zeros_like(variable) for variable in variables]
+    for _ in range(steps):
+        learner.strategy.run(lambda: learner.optimizer.apply_gradients(zip(zeros, variables)))
+    factor = (1 - learning_rate * weight_decay) ** steps
+    kinds = {variable.name for variable in variables}
+    assert "kernel" in kinds and kinds <= {"kernel", "bias", "gamma", "beta"}
+    for variable, old in zip(variables, before):
+        if variable.name == "kernel":
+            np.testing.assert_allclose(variable.numpy(), old * factor, rtol=1e-5)
+        else:
+            np.testing.assert_array_equal(variable.numpy(), old, err_msg=variable.path)
 
 
 def test_the_wide_model_trains_and_resumes_exactly(tmp_path, crash_on_save):

@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+import data
 from cifar10_research import loop, run_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
@@ -37,9 +39,21 @@ def test_mixed_precision_trains(tmp_path, strategy, precision):
     assert history["loss"][1] < history["loss"][0]
 
 
-def test_jit_compile_trains(tmp_path):
-    history = train(tmp_path, one_device(), jit_compile=True)["history"]
-    assert history["loss"][1] < history["loss"][0]
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_jit_compile_has_xla_compile_the_training_step(jit_compile):
+    learner = Learner(one_device(), Config(jit_compile=jit_compile, batch_size=16), 8)
+    batches = learner.distribute_dataset(data.train_dataset(tiny_cifar().train, 16, 0, 0))
+    graph = learner.train_steps.get_concrete_function(iter(batches), tf.constant(1)).graph
+    must_compile = [function.signature.name for function in graph.as_graph_def().library.function
+                    if function.attr["_XlaMustCompile"].b]
+    assert len(must_compile) == (1 if jit_compile else 0)
+
+
+def test_jit_compile_trains_like_the_plain_step(tmp_path):
+    compiled = train(tmp_path / "xla", one_device(), jit_compile=True)["history"]
+    plain = train(tmp_path / "plain", one_device())["history"]
+    np.testing.assert_allclose(compiled["loss"], plain["loss"], rtol=1e-3)
+    np.testing.assert_allclose(compiled["val_accuracy"], plain["val_accuracy"], atol=0.05)
 
 
 def test_jit_compile_over_logical_cpus_is_refused(tmp_path):

@@ -1,5 +1,6 @@
 """Resuming, stopping and bad input around checkpoints, in-process."""
 
+import dataclasses
 import json
 import os
 import time
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_research import checkpoints, evaluation, loop, run_folder
-from cifar10_research.config import Config
+from cifar10_research import checkpoints, evaluation, loop, resume, run_folder
+from cifar10_research.config import COMPUTES, Config
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
 from tests import fake_cifar
@@ -92,6 +93,33 @@ def test_changed_settings_are_refused_unless_forced(tiny, capsys):
     assert len(results["history"]["loss"]) == 2
 
 
+def another_value(field: dataclasses.Field, value):
+    """A valid value of `field` other than `value`."""
+    if field.metadata["choices"]:
+        return next(choice for choice in field.metadata["choices"] if choice != value)
+    if field.type is bool:
+        return not value
+    if field.type is int:
+        return value + 1
+    return value * 2 if value else 0.1
+
+
+def test_a_resume_is_refused_for_each_setting_that_changes_what_is_computed(tiny):
+    config, workdir = tiny
+    started = config.replace(epochs=1)
+    train(started, workdir)
+    computing = [field for field in dataclasses.fields(Config)
+                 if field.metadata["kind"] == COMPUTES]
+    assert len(computing) == 13
+    for field in computing:
+        saved = getattr(started, field.name)
+        changed = started.replace(**{field.name: another_value(field, saved)})
+        with pytest.raises(UserError) as refused:
+            resume.refuse_changed_settings(changed, workdir)
+        assert f"--{field.name} (was {saved}, now {getattr(changed, field.name)})" in str(
+            refused.value), field.name
+
+
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny, capsys):
     config, workdir = tiny
     first = train(config, workdir)
@@ -131,9 +159,13 @@ def test_eval_mode_evaluates_the_latest_or_a_chosen_checkpoint(tiny, capsys):
 def test_a_finished_run_missing_its_model_gets_it_back(tiny):
     config, workdir = tiny
     train(config, workdir)
-    os.remove(os.path.join(workdir, run_folder.MODEL))
+    model_path = os.path.join(workdir, run_folder.MODEL)
+    trained = keras.models.load_model(model_path).get_weights()
+    os.remove(model_path)
     train(config, workdir)
-    assert os.path.isfile(os.path.join(workdir, run_folder.MODEL))
+    for restored, original in zip(keras.models.load_model(model_path).get_weights(), trained,
+                                  strict=True):
+        np.testing.assert_array_equal(restored, original)
 
 
 def test_resuming_without_the_history_says_how_to_go_on(tiny):
@@ -141,7 +173,7 @@ def test_resuming_without_the_history_says_how_to_go_on(tiny):
     train(config.replace(epochs=1), workdir)
     os.remove(os.path.join(workdir, run_folder.HISTORY))
     with pytest.raises(UserError) as refused:
-        train(config, workdir)
+        train(config.replace(force=True), workdir)  # Forced to its 2 epochs.
     assert str(refused.value) == (
         f"cannot read {workdir}/history.json (No such file or directory): its 1 epochs' "
         f"history is needed to resume: put the file back, or start the run anew under "
@@ -153,6 +185,9 @@ def test_a_profile_ending_on_an_epoch_boundary(tiny):
     config, workdir = tiny
     results = train(config.replace(profile_steps="3,7"), workdir)  # 7 steps an epoch.
     assert len(results["history"]["loss"]) == 2
+    profiles = [name for _, _, names in os.walk(workdir) for name in names
+                if name.endswith(".xplane.pb")]
+    assert len(profiles) == 1
 
 
 def test_a_new_batch_size_is_refused_in_the_middle_of_an_epoch_even_forced(tiny,

@@ -1,11 +1,14 @@
 """scripts/plot_run.py and scripts/benchmark.py, run as a user runs them."""
 
+import io
 import json
 import statistics
 
+import matplotlib.image
+import numpy as np
 import pytest
 
-from cifar10_research import run_folder
+from cifar10_research import plots, run_folder
 from tests.conftest import run_python
 
 pytestmark = pytest.mark.slow
@@ -15,15 +18,18 @@ def run_script(name, *args):
     return run_python(f"scripts/{name}", *args)
 
 
-def test_plot_run_redraws_the_accuracy_plot(tmp_path):
+def test_plot_run_redraws_the_runs_own_curves(tmp_path):
     history = {"loss": [1.5, 1.2], "accuracy": [0.45, 0.58], "val_loss": [1.3, 1.1],
                "val_accuracy": [0.54, 0.61], "seconds": [20.0, 14.0]}
     (tmp_path / run_folder.HISTORY).write_text(json.dumps(history))
     result = run_script("plot_run.py", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    with open(tmp_path / run_folder.ACCURACY_PLOT, "rb") as file:
-        png = file.read()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    for metric, name in (("accuracy", run_folder.ACCURACY_PLOT), ("loss", run_folder.LOSS_PLOT)):
+        assert f"Wrote {tmp_path / name}" in result.stdout.splitlines()
+        drawn = matplotlib.image.imread(tmp_path / name)
+        saved = run_folder.read_history(str(tmp_path))
+        expected = matplotlib.image.imread(io.BytesIO(plots.to_png(plots.curves(saved, metric))))
+        np.testing.assert_array_equal(drawn, expected)  # The figure a run draws, redrawn.
 
 
 def test_plot_run_names_a_folder_without_history(tmp_path):
@@ -45,6 +51,9 @@ def test_benchmark_reports_every_figure_as_json():
     for key in ("train_vs_fit_ratio", "pipeline_vs_train_ratio", "eval_images_per_s",
                 "peak_rss_gib"):
         assert figures[key] > 0, key
+    assert figures["train_vs_fit_ratios"] == pytest.approx(
+        [ours / fit for ours, fit in zip(figures["train_images_per_s"],
+                                         figures["fit_images_per_s"])])
     assert figures["train_vs_fit_ratio"] == statistics.median(figures["train_vs_fit_ratios"])
 
 
