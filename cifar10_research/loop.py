@@ -25,7 +25,7 @@ from cifar10_research.errors import Interrupted, UserError
 from cifar10_research.learner import Learner
 from cifar10_research.progress import EpochProgress
 from cifar10_research.stopping import StopRequests
-from cifar10_research.summaries import Summaries
+from cifar10_research.summaries import Summaries, forget_logs_after
 
 
 def train_and_evaluate(config: Config, workdir: str, *,
@@ -148,6 +148,7 @@ class TrainingLoop:
             if self.chief:
                 self.learner.model.summary()
         else:
+            forget_logs_after(self.write_dir, self.step(), self.epochs_done())
             self.learner.step.assign(resume.step_in_batches_of(
                 self.config, self.workdir, path, self.step(), len(self.train_split)))
             epochs_done, steps_done = divmod(self.step(), self.steps_per_epoch)

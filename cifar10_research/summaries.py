@@ -7,9 +7,11 @@ timing tags sit apart under `perf/`.
 """
 
 import dataclasses
+import glob
 import os
 
 import tensorflow as tf
+from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.hparams import api as hparams_api
 
 from cifar10_research import metrics, run_folder
@@ -23,6 +25,46 @@ HPARAMS_METRICS = (
     (run_folder.VALIDATION_LOGS, "best_epoch_accuracy", "validation accuracy (best epoch)"),
     (run_folder.VALIDATION_LOGS, "epoch_loss", "validation loss (last epoch)"),
 )
+
+
+# The tags logged at the epoch's number, not at the global step.
+EPOCH_TAGS = ("epoch_", "best_epoch_", "perf/epoch_", "predictions", "confusion_matrix",
+              "weights/", "gradients/")
+
+
+def forget_logs_after(workdir: str, step: int, epoch: int) -> None:
+    """Drops what the train and validation logs of `workdir` hold for steps after
+    `step` (epochs after `epoch`), the checkpoint a run resumes from. A run that
+    crashed (or was killed) after logging steps it had not checkpointed logs them
+    again when it redoes them, and TensorBoard would draw both."""
+    def kept(record: bytes) -> bool:
+        event = event_pb2.Event.FromString(record)
+        tags = [value.tag for value in event.summary.value]
+        return event.step <= (epoch if tags and tags[0].startswith(EPOCH_TAGS) else step)
+
+    for folder in (run_folder.TRAIN_LOGS, run_folder.VALIDATION_LOGS):
+        for path in glob.glob(os.path.join(workdir, folder, "*tfevents*")):
+            records = _records(path)
+            keep = [record for record in records if kept(record)]
+            if len(keep) < len(records):
+                run_folder.write_whole(path, lambda partial: _write_records(partial, keep))
+
+
+def _records(path: str) -> list[bytes]:
+    """The whole records of an event file; a kill mid-write may have cut the last."""
+    records = []
+    try:
+        for record in tf.data.TFRecordDataset(path):
+            records.append(record.numpy())
+    except tf.errors.DataLossError:
+        pass
+    return records
+
+
+def _write_records(path: str, records: list[bytes]) -> None:
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
 
 
 class Summaries:

@@ -3,6 +3,7 @@
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 
 def _accumulator(event_dir: str) -> event_accumulator.EventAccumulator:
@@ -45,3 +46,34 @@ def hparams_experiment(event_dir: str):
     experiment = hparams_metadata.parse_experiment_plugin_data(content)
     return ([info.name for info in experiment.hparam_infos],
             [(info.name.group, info.name.tag) for info in experiment.metric_infos])
+
+
+def hparams_values(event_dir: str) -> dict:
+    """{name: value} of the hyperparameters a run records for the HParams tab
+    (numbers come back as floats)."""
+    content = _accumulator(event_dir).SummaryMetadata(
+        hparams_metadata.SESSION_START_INFO_TAG).plugin_data.content
+    info = hparams_metadata.parse_session_start_info_plugin_data(content)
+    return {name: getattr(value, value.WhichOneof("kind"))
+            for name, value in info.hparams.items()}
+
+
+# What profiled_calls keeps of a profile's host events: the training function's calls
+# and the summaries written.
+PROFILED_CALLS = {"train_steps": "train_steps", "EagerLocalExecute: WriteSummary": "WriteSummary"}
+
+
+def profiled_calls(xplane_file: str) -> list[str]:
+    """The calls of the training function ("train_steps") and the summary writes
+    ("WriteSummary") a profile (`*.xplane.pb`) recorded, in time order."""
+    space = xplane_pb2.XSpace()
+    with open(xplane_file, "rb") as file:
+        space.ParseFromString(file.read())
+    found = []
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if name in PROFILED_CALLS:
+                    found.append((line.timestamp_ns * 1000 + event.offset_ps, PROFILED_CALLS[name]))
+    return [name for _, name in sorted(found)]

@@ -11,11 +11,13 @@ import sys
 import time
 import urllib.request
 
+import keras
+import matplotlib.colors
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_research import loop, run_folder
+from cifar10_research import dataset, learner, loop, plots, run_folder
 from cifar10_research.config import COMPUTES, Config
 from tests import events, fake_cifar
 from tests.conftest import one_device, run_python
@@ -27,62 +29,97 @@ def png_size(png: bytes) -> tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 
+def pixels(png: bytes) -> np.ndarray:
+    """A PNG's (height, width, RGB) pixels."""
+    return tf.io.decode_png(png, channels=3).numpy()
+
+
+def pixels_of_colour(image: np.ndarray, colour: str) -> int:
+    """How many pixels are (within antialiasing) of a matplotlib colour."""
+    rgb = np.array(matplotlib.colors.to_rgb(colour)) * 255
+    return int((np.abs(image - rgb).max(axis=-1) < 30).sum())
+
+
+# The runs of run_root, as a researcher compares them: "watched", validated on the
+# test set, with histograms and a profile; "held", of another seed, validated on a
+# quarter of the training images held out.
+WATCHED = Config(epochs=2, batch_size=16, learning_rate=3e-3, log_every_n_steps=3,
+                 run_name="watched", histograms=True, profile_steps="2,4")
+HELD = WATCHED.replace(run_name="held", seed=1, validation_split=0.25, histograms=False,
+                       profile_steps="")
+STEP_TAGS = ("loss", "accuracy", "learning_rate", "perf/images_per_second")
+
+
 @pytest.fixture(scope="module")
 def run_root(tmp_path_factory):
-    """A root holding two 2-epoch runs, as a researcher compares them: "watched",
-    validated on the test set, with histograms and a profile; "held", of another
-    seed, validated on a quarter of the training images held out."""
+    """A root holding the 2-epoch runs WATCHED and HELD; returns (root, WATCHED's results)."""
     root = tmp_path_factory.mktemp("tensorboard")
     fake_cifar.write_folder(str(root / "data"))
-    config = Config(epochs=2, batch_size=16, learning_rate=3e-3, data_dir=str(root / "data"),
-                    log_every_n_steps=3, run_name="watched", histograms=True,
-                    profile_steps="2,4")
-    results = loop.train_and_evaluate(config, str(root / "runs" / "watched"),
-                                      strategy=one_device())
-    loop.train_and_evaluate(config.replace(run_name="held", seed=1, validation_split=0.25,
-                                           histograms=False, profile_steps=""),
-                            str(root / "runs" / "held"), strategy=one_device())
-    return root / "runs", results
+    results = [loop.train_and_evaluate(config.replace(data_dir=str(root / "data")),
+                                       str(root / "runs" / config.run_name),
+                                       strategy=one_device())
+               for config in (WATCHED, HELD)]
+    return root / "runs", results[0]
 
 
 def test_train_scalars_every_log_step_and_epoch(run_root):
     runs, results = run_root
+    history = results["history"]
     train = events.scalars(str(runs / "watched" / run_folder.TRAIN_LOGS))
-    for tag in ("loss", "accuracy", "learning_rate", "perf/images_per_second"):
+    # 120 images / 16 = 7 steps an epoch; logged every 3 steps. (Their values:
+    # test_logged_values.py.)
+    for tag in STEP_TAGS:
         assert [step for step, _ in train[tag]] == [3, 6, 9, 12], tag
     np.testing.assert_allclose([value for _, value in train["learning_rate"]], 3e-3, rtol=1e-6)
     assert all(value > 0 for _, value in train["perf/images_per_second"])
-    np.testing.assert_allclose([v for _, v in train["epoch_accuracy"]],
-                               results["history"]["accuracy"], rtol=1e-6)
-    np.testing.assert_allclose([v for _, v in train["perf/epoch_seconds"]],
-                               results["history"]["seconds"], rtol=1e-6)
+    for tag, key in (("epoch_loss", "loss"), ("epoch_accuracy", "accuracy"),
+                     ("perf/epoch_seconds", "seconds")):
+        assert [step for step, _ in train[tag]] == [1, 2], tag
+        np.testing.assert_allclose([v for _, v in train[tag]], history[key], rtol=1e-6)
 
 
 def test_validation_scalars_and_images_each_epoch(run_root):
     runs, results = run_root
     validation = events.read(str(runs / "watched" / run_folder.VALIDATION_LOGS))
-    accuracy_plugin, accuracy = validation["epoch_accuracy"]
-    assert accuracy_plugin == "scalars"
-    np.testing.assert_allclose([float(v) for _, v in accuracy],
-                               results["history"]["val_accuracy"], rtol=1e-6)
-    for tag in ("predictions", "confusion_matrix"):
+    for tag, key in (("epoch_accuracy", "val_accuracy"), ("epoch_loss", "val_loss")):
+        plugin, values = validation[tag]
+        assert plugin == "scalars"
+        assert [step for step, _ in values] == [1, 2]
+        np.testing.assert_allclose([float(v) for _, v in values], results["history"][key],
+                                   rtol=1e-6)
+    # figsize (plots.py) x 100 dpi: a 3 x 3 grid of 1.5 x 1.6 inch cells; the compact matrix.
+    for tag, size in (("predictions", (450, 480)), ("confusion_matrix", (460, 440))):
         plugin, values = validation[tag]
         assert plugin == "images"
         assert [step for step, _ in values] == [1, 2]
         width, height, png = values[-1][1]  # An image summary holds width, height, PNG.
-        assert png_size(png) == (int(width), int(height))
-        assert int(width) >= 300 and int(height) >= 300
+        assert png_size(png) == (int(width), int(height)) == size
+        assert pixels(png).std() > 10  # Not blank.
 
 
-def test_histograms_of_weights_and_gradients_each_epoch(run_root):
+def test_histograms_hold_the_weights_and_gradients_of_each_epoch(run_root):
     runs, _ = run_root
     train = events.read(str(runs / "watched" / run_folder.TRAIN_LOGS))
     histograms = {tag: values for tag, (plugin, values) in train.items()
                   if plugin == "histograms"}
-    weights = [tag for tag in histograms if tag.startswith("weights/")]
-    gradients = [tag for tag in histograms if tag.startswith("gradients/")]
-    assert len(weights) == len(gradients) == 8  # A kernel and a bias for 4 layers.
-    assert all([step for step, _ in histograms[tag]] == [1, 2] for tag in weights + gradients)
+    model = keras.models.load_model(runs / "watched" / run_folder.MODEL)  # After epoch 2.
+    training = dataset.load_cifar10(str(runs.parent / "data")).train
+    count = learner.HISTOGRAM_BATCH
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
+            tf.one_hot(training.labels[:count], dataset.NUM_CLASSES),
+            model(training.images[:count].astype(np.float32) / 255.0, training=False)))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert len(histograms) == 16  # Weights and gradients of a kernel and a bias, 4 layers.
+    for variable, gradient in zip(model.trainable_variables, gradients):
+        for kind, values in (("weights", variable.numpy()), ("gradients", gradient.numpy())):
+            [tag] = [tag for tag in histograms
+                     if tag.startswith(f"{kind}/") and tag.endswith(f"/{variable.path}")]
+            assert [step for step, _ in histograms[tag]] == [1, 2]
+            buckets = histograms[tag][-1][1]  # Rows of (left edge, right edge, count).
+            assert buckets[:, 2].sum() == values.size, tag
+            np.testing.assert_allclose([buckets[0, 0], buckets[-1, 1]],
+                                       [values.min(), values.max()], rtol=1e-4, err_msg=tag)
 
 
 def test_validation_overlays_training_at_the_global_step_of_each_epoch(run_root):
@@ -101,8 +138,10 @@ def test_every_scalar_says_what_it_measures_and_speed_sits_apart(run_root):
     train = events.descriptions(str(runs / "watched" / run_folder.TRAIN_LOGS))
     validation = events.descriptions(str(runs / "watched" / run_folder.VALIDATION_LOGS))
     held = events.descriptions(str(runs / "held" / run_folder.VALIDATION_LOGS))
-    for tag in ("loss", "accuracy", "epoch_loss", "epoch_accuracy", "learning_rate",
-                "perf/images_per_second", "perf/epoch_seconds"):
+    for tag in ("loss", "accuracy"):
+        assert "mean of the steps since the last point" in train[tag], tag
+        assert "mean over the epoch" in train[f"epoch_{tag}"], tag
+    for tag in ("learning_rate", "perf/images_per_second", "perf/epoch_seconds"):
         assert train[tag], tag
     assert "the test set" in validation["accuracy"]
     assert re.match(r"\d+ held-out training images", held["accuracy"])
@@ -125,10 +164,13 @@ def test_hparams_declare_what_is_computed_and_the_test_metrics_first(run_root):
 
 def test_hparams_test_results_and_graph_in_the_run_itself(run_root):
     runs, results = run_root
-    run = events.read(str(runs / "watched"))
-    assert run["_hparams_/session_start_info"][0] == "hparams"
-    assert events.scalars(str(runs / "watched"))["test_accuracy"] == [
-        (14, pytest.approx(results["test_accuracy"], rel=1e-6))]
+    for config in (WATCHED, HELD):
+        assert events.hparams_values(str(runs / config.run_name)) == {
+            field.name: getattr(config, field.name) for field in dataclasses.fields(Config)
+            if field.metadata["kind"] == COMPUTES}, config.run_name
+    run = events.scalars(str(runs / "watched"))
+    for tag in ("test_accuracy", "test_loss"):
+        assert run[tag] == [(14, pytest.approx(results[tag], rel=1e-6))]
     graphs = [event.graph_def for name in os.listdir(runs / "watched") if "tfevents" in name
               for event in tf.compat.v1.train.summary_iterator(str(runs / "watched" / name))
               if event.graph_def]
@@ -136,19 +178,36 @@ def test_hparams_test_results_and_graph_in_the_run_itself(run_root):
     assert b"simple-cnn" in graphs[0] and b"Conv2D" in graphs[0]
 
 
-def test_the_profile_of_the_chosen_steps_is_written(run_root):
+def test_the_profile_holds_the_chosen_steps(run_root):
     runs, _ = run_root
-    profiles = [name for _, _, names in os.walk(runs / "watched" / run_folder.TRAIN_LOGS)
-                for name in names if name.endswith(".xplane.pb")]
-    assert profiles
+    [profile] = (runs / "watched" / run_folder.TRAIN_LOGS).glob("plugins/profile/*/*.xplane.pb")
+    # No event in a trace names the training step; their order tells them apart. With
+    # --profile_steps=2,4, one step per call (--steps_per_loop=1) and a log every 3
+    # steps: the calls of steps 2 and 3, the step summaries of step 3, then step 4's call.
+    assert events.profiled_calls(str(profile)) == [
+        "train_steps", "train_steps", *["WriteSummary"] * len(STEP_TAGS), "train_steps"]
 
 
-def test_the_run_folder_figures_are_pngs_of_sensible_size(run_root):
-    runs, _ = run_root
-    for name in (run_folder.ACCURACY_PLOT, run_folder.LOSS_PLOT, run_folder.CONFUSION_PLOT,
-                 run_folder.PREDICTIONS_PLOT, run_folder.SAMPLE_PLOT):
-        width, height = png_size((runs / "watched" / name).read_bytes())
-        assert 250 <= width <= 1500 and 250 <= height <= 1500, name
+# Pixels of the run folder's figures: their figsize in plots.py x 100 dpi (plots.to_png).
+FIGURE_SIZES = {run_folder.ACCURACY_PLOT: (600, 400), run_folder.LOSS_PLOT: (600, 400),
+                run_folder.CONFUSION_PLOT: (700, 600),
+                run_folder.PREDICTIONS_PLOT: (750, 800),  # 5 x 5 cells for 24 test images.
+                run_folder.SAMPLE_PLOT: (300, 330)}
+
+
+def test_the_run_folder_figures_have_their_size_and_are_drawn(run_root):
+    runs, results = run_root
+    drawn = {name: (runs / "watched" / name).read_bytes() for name in FIGURE_SIZES}
+    for name, png in drawn.items():
+        assert png_size(png) == FIGURE_SIZES[name], name
+        assert pixels(png).std() > 10, name  # Not blank.
+    for name in (run_folder.ACCURACY_PLOT, run_folder.LOSS_PLOT):
+        for line in ("C0", "C1"):  # The training and the validation curve.
+            assert pixels_of_colour(pixels(drawn[name]), line) > 100, (name, line)
+    # The grid shows every test image: some predicted right (green), some wrong (red).
+    assert 0 < results["test_accuracy"] < 1
+    grid = pixels(drawn[run_folder.PREDICTIONS_PLOT])
+    assert pixels_of_colour(grid, plots.RIGHT) > 10 and pixels_of_colour(grid, plots.WRONG) > 10
 
 
 @pytest.mark.slow
@@ -181,7 +240,7 @@ def _get(url, body=None):
 
 @pytest.mark.slow
 def test_a_real_tensorboard_serves_the_run(run_root):
-    runs, _ = run_root
+    runs, results = run_root
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", f"--logdir={runs}", "--host=127.0.0.1",
@@ -199,6 +258,11 @@ def test_a_real_tensorboard_serves_the_run(run_root):
             time.sleep(0.5)
         assert "epoch_accuracy" in scalars["watched/validation"]
         assert "loss" in scalars["watched/train"]
+        served = _get(f"{base}/data/plugin/scalars/scalars?run=watched%2Fvalidation"
+                      f"&tag=epoch_accuracy")  # [[wall time, step, value], ...]
+        assert [(step, value) for _, step, value in served] == [
+            (epoch, pytest.approx(accuracy, rel=1e-6))
+            for epoch, accuracy in enumerate(results["history"]["val_accuracy"], 1)]
         images = _get(f"{base}/data/plugin/images/tags")
         assert {"predictions", "confusion_matrix"} <= set(images["watched/validation"])
         experiment = _get(f"{base}/data/plugin/hparams/experiment",
@@ -211,8 +275,12 @@ def test_a_real_tensorboard_serves_the_run(run_root):
         sessions = _get(f"{base}/data/plugin/hparams/session_groups", json.dumps(
             {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN"],
              "colParams": [], "startIndex": 0, "sliceSize": 10}).encode())
-        assert sorted(group["name"] for group in sessions["sessionGroups"]) == [
-            "held", "watched"]
+        groups = {group["name"]: group for group in sessions["sessionGroups"]}
+        assert sorted(groups) == ["held", "watched"]
+        assert groups["held"]["hparams"]["seed"] == HELD.seed
+        test_accuracy = [metric["value"] for metric in groups["watched"]["metricValues"]
+                         if metric["name"]["tag"] == "test_accuracy"]
+        assert test_accuracy == [pytest.approx(results["test_accuracy"], rel=1e-6)]
     finally:
         server.terminate()
         server.wait(timeout=30)

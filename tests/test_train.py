@@ -1,5 +1,6 @@
 """A whole run, in-process and through train.py: what it trains and what it writes."""
 
+import dataclasses
 import json
 import os
 
@@ -8,13 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import flags
 from cifar10_research import dataset, loop, run_folder
-from cifar10_research.config import Config
+from cifar10_research.config import COMMAND, Config
 from cifar10_research.errors import UserError
-from tests import events, fake_cifar
-from tests.conftest import one_device, run_python
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from cifar10_research.learner import Learner
+from tests import fake_cifar
+from tests.conftest import one_device, run_python, tiny_split, two_replicas
 
 
 def tiny_config(data_dir, **changes):
@@ -43,25 +44,76 @@ def test_training_lowers_the_loss_and_evaluates_every_test_image(finished_run):
     assert results["test_accuracy"] == history["val_accuracy"][-1]
 
 
-def test_the_run_folder_holds_every_file(finished_run):
+@pytest.fixture(scope="module")
+def trained_model(finished_run):
+    """The run's model.keras, and the test images as the model takes them."""
+    config, workdir, _ = finished_run
+    images = dataset.load_cifar10(config.data_dir).test.images.astype(np.float32) / 255.0
+    return keras.models.load_model(os.path.join(workdir, run_folder.MODEL)), images
+
+
+def trained_learner(finished_run, trained_model, strategy) -> Learner:
+    """A Learner under `strategy` holding the weights of the run's model.keras."""
+    config, _, _ = finished_run
+    learner = Learner(strategy, config, steps_per_epoch=1)
+    learner.model.set_weights(trained_model[0].get_weights())
+    return learner
+
+
+def test_the_history_has_one_entry_per_epoch_as_the_run_returned(finished_run):
     config, workdir, results = finished_run
     with open(os.path.join(workdir, run_folder.HISTORY)) as file:
-        assert json.load(file) == results["history"]
-    with open(os.path.join(workdir, run_folder.FLAGFILE)) as file:
-        assert "--batch_size=16\n" in file.read()
-    for png in (run_folder.ACCURACY_PLOT, run_folder.SAMPLE_PLOT):
-        with open(os.path.join(workdir, png), "rb") as file:
-            assert file.read(8) == PNG_SIGNATURE
-    # Checkpoints are numbered by step: 2 epochs of 120 // 16 = 7 steps.
-    assert tf.train.latest_checkpoint(os.path.join(workdir, run_folder.CHECKPOINTS)).endswith("-14")
-    assert os.path.isfile(os.path.join(workdir, run_folder.SAVED_MODEL, "saved_model.pb"))
-    assert sorted(p for p in os.listdir(workdir) if p.endswith(".tmp")) == []
+        history = json.load(file)
+    assert history == results["history"]
+    assert set(history) == {*run_folder.HISTORY_KEYS, "val_data"}
+    assert all(len(history[key]) == config.epochs for key in run_folder.HISTORY_KEYS)
+    assert history["val_data"] == run_folder.TEST_SET
+    assert all(0 <= value <= 1 for key in ("accuracy", "val_accuracy") for value in history[key])
+    assert all(value > 0 for key in ("loss", "val_loss", "seconds") for value in history[key])
 
 
-def test_the_saved_model_predicts_like_the_trained_one(finished_run, tiny_data_dir):
+def test_results_json_holds_the_returned_results_of_the_final_weights(
+        finished_run, trained_model):
+    _, workdir, results = finished_run
+    with open(os.path.join(workdir, run_folder.RESULTS)) as file:
+        saved = json.load(file)
+    assert saved == {key: value for key, value in results.items() if key != "history"}
+    history = results["history"]
+    assert saved["test_count"] == 24  # The tiny test batch, each image once.
+    assert saved["test_accuracy"] * 24 == pytest.approx(round(saved["test_accuracy"] * 24))
+    assert (saved["val_loss"], saved["val_accuracy"]) == (history["val_loss"][-1],
+                                                          history["val_accuracy"][-1])
+    assert saved["best_val_accuracy"] == max(history["val_accuracy"])
+    assert history["val_accuracy"][saved["best_epoch"] - 1] == saved["best_val_accuracy"]
+    learner = trained_learner(finished_run, trained_model, one_device())
+    assert saved["weights_fingerprint"] == learner.weights_fingerprint()
+
+
+def test_flags_txt_replays_the_runs_settings(finished_run, parse):
+    config, workdir, _ = finished_run
+    parse(f"--flagfile={os.path.join(workdir, run_folder.FLAGFILE)}")
+    saved = [field.name for field in dataclasses.fields(Config)
+             if field.metadata["kind"] != COMMAND]
+    assert {name: flags.FLAGS[name].value for name in saved} == {
+        name: getattr(config, name) for name in saved}
+    assert all(not flags.FLAGS[field.name].present for field in dataclasses.fields(Config)
+               if field.metadata["kind"] == COMMAND)  # Replaying must not force or evaluate.
+
+
+def test_the_run_folder_holds_every_file_whole(finished_run):
     _, workdir, _ = finished_run
-    saved = keras.models.load_model(os.path.join(workdir, run_folder.MODEL))
-    images = dataset.load_cifar10(tiny_data_dir).test.images[:4].astype(np.float32) / 255.0
+    for name in run_folder.ARTIFACTS + (run_folder.RESULTS,):
+        assert os.path.isfile(os.path.join(workdir, name)), name
+    # Checkpoints are numbered by step: epochs of 120 // 16 = 7 steps end at 7 and 14.
+    state = tf.train.get_checkpoint_state(os.path.join(workdir, run_folder.CHECKPOINTS))
+    assert [os.path.basename(path) for path in state.all_model_checkpoint_paths] == [
+        "ckpt-7", "ckpt-14"]
+    assert [name for name in os.listdir(workdir) if ".tmp" in name or ".partial" in name] == []
+
+
+def test_model_keras_holds_the_latest_checkpoints_weights(finished_run, trained_model):
+    _, workdir, _ = finished_run
+    saved, images = trained_model
     assert saved.count_params() == 167_562
     restored = keras.models.clone_model(saved)
     checkpoint = tf.train.Checkpoint(model=restored)
@@ -70,18 +122,39 @@ def test_the_saved_model_predicts_like_the_trained_one(finished_run, tiny_data_d
     np.testing.assert_allclose(saved(images), restored(images), atol=1e-6)
 
 
-def test_tensorboard_holds_step_and_epoch_scalars(finished_run):
-    _, workdir, results = finished_run
-    history = results["history"]
-    train = events.scalars(os.path.join(workdir, run_folder.TRAIN_LOGS))
-    validation = events.scalars(os.path.join(workdir, run_folder.VALIDATION_LOGS))
-    # 120 images / 16 = 7 steps an epoch; logged every 3 steps: 3, 6, 9, 12.
-    assert [step for step, _ in train["loss"]] == [3, 6, 9, 12]
-    assert [step for step, _ in train["accuracy"]] == [3, 6, 9, 12]
-    np.testing.assert_allclose([v for _, v in train["epoch_loss"]], history["loss"], rtol=1e-6)
-    np.testing.assert_allclose([v for _, v in validation["epoch_accuracy"]],
-                               history["val_accuracy"], rtol=1e-6)
-    assert [step for step, _ in validation["epoch_loss"]] == [1, 2]
+def test_the_exported_saved_model_predicts_like_model_keras(finished_run, trained_model):
+    config, workdir, results = finished_run
+    saved, images = trained_model
+    expected = saved(images, training=False).numpy()
+    labels = dataset.load_cifar10(config.data_dir).test.labels
+    # model.keras is the run's final model: it scores the reported test accuracy.
+    assert np.mean(expected.argmax(axis=1) == labels) == pytest.approx(results["test_accuracy"])
+    exported = tf.saved_model.load(os.path.join(workdir, run_folder.SAVED_MODEL))
+    serving = exported.signatures["serving_default"]
+    [input_name] = serving.structured_input_signature[1]
+    [served] = serving(**{input_name: tf.constant(images)}).values()
+    for probabilities in (exported.serve(images).numpy(), served.numpy()):
+        np.testing.assert_array_equal(probabilities.argmax(axis=1), expected.argmax(axis=1))
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", [one_device, two_replicas])
+def test_the_confusion_matrix_counts_every_image_once_and_no_padding(
+        finished_run, trained_model, strategy):
+    learner = trained_learner(finished_run, trained_model, strategy())
+    split = tiny_split(37, seed=3)  # Batches of 16: the third holds 5 images and 11 padding rows.
+    evaluated = learner.evaluate(split)
+    matrix = learner.confusion.result()
+    probabilities = trained_model[0](split.images.astype(np.float32) / 255.0).numpy()
+    expected = np.zeros([dataset.NUM_CLASSES] * 2, np.int64)
+    np.add.at(expected, (split.labels, probabilities.argmax(axis=1)), 1)
+    assert matrix.sum() == len(split) == evaluated.count
+    np.testing.assert_array_equal(matrix.sum(axis=1),
+                                  np.bincount(split.labels, minlength=dataset.NUM_CLASSES))
+    np.testing.assert_array_equal(matrix, expected)
+    assert evaluated.accuracy == pytest.approx(np.trace(expected) / len(split))
+    assert evaluated.loss == pytest.approx(
+        -np.log(probabilities[np.arange(len(split)), split.labels]).mean(), rel=1e-5)
 
 
 def test_a_finished_run_is_evaluated_not_trained_again(finished_run, capsys):
@@ -132,15 +205,3 @@ def test_train_py_reports_bad_data_in_one_line(tiny_data_dir, tmp_path):
         f"error: {tiny_data_dir}/{dataset.FOLDER}/test_batch is missing: re-extract "
         f"{dataset.TARBALL} there, or delete {tiny_data_dir}/{dataset.FOLDER} to download again"]
     assert not (tmp_path / "bad").exists()
-
-
-@pytest.mark.slow
-def test_eval_mode_takes_the_network_from_the_runs_flags(tiny_data_dir, tmp_path):
-    config = tiny_config(tiny_data_dir, epochs=1, model="wide_cnn", run_name="wide")
-    trained = loop.train_and_evaluate(config, str(tmp_path / "wide"), strategy=one_device())
-    result = run_python("train.py", "--mode=eval", f"--model_dir={tmp_path}", "--run_name=wide",
-                        f"--data_dir={tiny_data_dir}", "--batch_size=16")
-    assert result.returncode == 0, result.stderr
-    assert f"Test accuracy: {trained['test_accuracy']:.4f}" in result.stdout
-    results = json.loads((tmp_path / "wide" / run_folder.EVAL_RESULTS).read_text())
-    assert results["test_accuracy"] == pytest.approx(trained["test_accuracy"])
