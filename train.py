@@ -26,7 +26,8 @@ def main(argv):
     try:
         with reported_in_one_line():
             config = flags.to_config()
-            distribute.configure_devices(config.num_cpu_devices, config.gpus)
+            with stopping.signals_held():  # Threads this starts (a GPU driver's) never take them.
+                distribute.configure_devices(config.num_cpu_devices, config.gpus)
             run = (evaluation.evaluate_checkpoint if config.mode == "eval"
                    else loop.train_and_evaluate)
             run(config, os.path.join(config.model_dir, config.run_name))

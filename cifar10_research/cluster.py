@@ -6,6 +6,7 @@ import json
 import os
 
 import tensorflow as tf
+from tensorflow.python.distribute.cluster_resolver import slurm_cluster_resolver as slurm_resolver
 
 from cifar10_research.errors import UserError
 
@@ -27,9 +28,10 @@ def multi_task_reason() -> str | None:
 
 def resolver(port_base: int) -> tf.distribute.cluster_resolver.ClusterResolver:
     """This process's cluster: from TF_CONFIG when set, else from the Slurm step
-    it is a task of, whose workers listen on ports from `port_base` up on each node.
+    it is a task of (see `slurm_cluster`).
 
-    A Slurm task also keeps only its own GPUs visible (see `gpus_of_task`).
+    A Slurm task also keeps only its own GPUs visible (see `gpus_of_task`), and
+    the strategy mirrors over those.
     """
     if os.environ.get("TF_CONFIG"):
         check_tf_config(os.environ["TF_CONFIG"])
@@ -38,11 +40,13 @@ def resolver(port_base: int) -> tf.distribute.cluster_resolver.ClusterResolver:
         raise UserError(f"--strategy=multi_worker needs a cluster: set the TF_CONFIG "
                         f"environment variable on every worker, {TF_CONFIG_EXAMPLE}; or start "
                         f"one Slurm task per worker, {SLURM_EXAMPLE}")
-    slurm = _slurm_resolver(port_base)
-    own = gpus_of_task(tf.config.get_visible_devices("GPU"), *_place_on_node(slurm, port_base),
+    addresses, rank, tasks_on_node, index_on_node = slurm_cluster(port_base)
+    own = gpus_of_task(tf.config.get_visible_devices("GPU"), tasks_on_node, index_on_node,
                        bound_by_slurm="SLURM_GPUS_PER_TASK" in os.environ)
     tf.config.set_visible_devices(own, "GPU")
-    return slurm
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec({"worker": addresses}), task_type="worker", task_id=rank,
+        num_accelerators={"GPU": len(own)}, rpc_layer="grpc")
 
 
 def _slurm_step_tasks() -> int:
@@ -54,37 +58,49 @@ def _slurm_step_tasks() -> int:
     return int(raw)
 
 
-def _slurm_resolver(port_base: int) -> tf.distribute.cluster_resolver.SlurmClusterResolver:
+def slurm_cluster(port_base: int) -> tuple[list[str], int, int, int]:
+    """(the workers' addresses, this task's rank, the tasks on its node, its index
+    among them) of the Slurm step: one worker per task, at node:port_base+index.
+
+    Parsed by TensorFlow's own Slurm helpers, but laid out here in Slurm's
+    order: TensorFlow's SlurmClusterResolver sorts the nodes by name, which on
+    node9 and node10 gives task 0 node10's address. Tasks are numbered node
+    after node (srun's default block distribution); a task that finds itself
+    elsewhere (--distribution=cyclic) is refused rather than miswired.
+    """
     tasks = _slurm_step_tasks()
     if tasks < 2:
         raise UserError(f"--strategy=multi_worker runs in a Slurm step of {tasks} task: "
                         f"start one task per worker, {SLURM_EXAMPLE}; or use "
                         f"--strategy=auto")
     try:
-        # The GPU counts only satisfy the resolver's checks: GPUs are assigned
-        # by gpus_of_task, not by the resolver (which would ask nvidia-smi).
-        slurm = tf.distribute.cluster_resolver.SlurmClusterResolver(
-            port_base=port_base, gpus_per_node=tasks, gpus_per_task=1, auto_set_gpu=False)
-        addresses = slurm.cluster_spec().as_dict()["worker"]
-    except (RuntimeError, ValueError) as error:
-        raise UserError(f"the Slurm step cannot be resolved into a cluster ({error}): "
-                        f"run train.py through srun, which sets SLURM_STEP_NODELIST and "
+        nodes = slurm_resolver.expand_hostlist(os.environ["SLURM_STEP_NODELIST"])
+        per_node = slurm_resolver.expand_tasks_per_node(os.environ["SLURM_STEP_TASKS_PER_NODE"])
+    except (KeyError, ValueError) as error:
+        raise UserError(f"the Slurm step cannot be resolved into a cluster ({error}): run "
+                        f"train.py through srun, which sets SLURM_STEP_NODELIST and "
                         f"SLURM_STEP_TASKS_PER_NODE") from None
-    highest = max(int(address.rsplit(":", 1)[1]) for address in addresses)
-    if highest > HIGHEST_PORT:
-        most = highest - port_base + 1
-        raise UserError(f"--port_base={port_base} leaves no port for the {most} tasks on a "
-                        f"node: pick one up to {HIGHEST_PORT + 1 - most}")
-    return slurm
-
-
-def _place_on_node(slurm, port_base: int) -> tuple[int, int]:
-    """(tasks on this task's node, this task's index among them), from the
-    addresses the resolver gave: host:port_base+index."""
-    addresses = slurm.cluster_spec().as_dict()[slurm.task_type]
-    host, port = addresses[slurm.task_id].rsplit(":", 1)
-    on_node = [address for address in addresses if address.rsplit(":", 1)[0] == host]
-    return len(on_node), int(port) - port_base
+    if len(nodes) != len(per_node) or sum(per_node) != tasks:
+        raise UserError(f"the Slurm step's {tasks} tasks do not match its nodes "
+                        f"({os.environ['SLURM_STEP_NODELIST']}) and tasks per node "
+                        f"({os.environ['SLURM_STEP_TASKS_PER_NODE']}): run train.py through "
+                        f"srun, which sets them")
+    if port_base + max(per_node) - 1 > HIGHEST_PORT:
+        raise UserError(f"--port_base={port_base} leaves no port for the {max(per_node)} tasks "
+                        f"on a node: pick one up to {HIGHEST_PORT + 1 - max(per_node)}")
+    places = [(node, count, index) for node, count in zip(nodes, per_node)
+              for index in range(count)]
+    rank = os.environ["SLURM_PROCID"]
+    if not (rank.isdigit() and int(rank) < tasks):
+        raise UserError(f"SLURM_PROCID={rank} is not one of the step's {tasks} tasks: run "
+                        f"train.py through srun, which sets it")
+    rank = int(rank)
+    node, count, index = places[rank]
+    if (os.environ.get("SLURMD_NODENAME", node), os.environ.get("SLURM_LOCALID", str(index))) != (
+            node, str(index)):
+        raise UserError(f"Slurm placed task {rank} other than node after node: start the "
+                        f"step with srun --distribution=block")
+    return [f"{node}:{port_base + index}" for node, _, index in places], rank, count, index
 
 
 def gpus_of_task(visible: list, tasks_on_node: int, index_on_node: int,

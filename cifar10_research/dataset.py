@@ -131,9 +131,7 @@ def download(url: str, path: str, md5: str) -> None:
     except UserError:
         _remove_if_exists(partial)
         raise
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(partial, 0o666 & ~umask)  # mkstemp's 0600 would hide it from a shared --data_dir.
+    os.chmod(partial, 0o644)  # mkstemp's 0600 would hide it from a shared --data_dir.
     os.replace(partial, path)
 
 

@@ -148,9 +148,10 @@ class TrainingLoop:
             if self.chief:
                 self.learner.model.summary()
         else:
-            forget_logs_after(self.write_dir, self.step(), self.epochs_done())
+            saved_step = self.step()
             self.learner.step.assign(resume.step_in_batches_of(
-                self.config, self.workdir, path, self.step(), len(self.train_split)))
+                self.config, self.workdir, path, saved_step, len(self.train_split)))
+            forget_logs_after(self.write_dir, saved_step, self.epochs_done())
             epochs_done, steps_done = divmod(self.step(), self.steps_per_epoch)
             self.history = {**run_folder.read_history(self.workdir, epochs=epochs_done),
                             "val_data": self.val_data}

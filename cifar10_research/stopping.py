@@ -43,10 +43,12 @@ def held_while_importing():
         yield
         return
     previous = {signum: signal.signal(signum, _exit_before_start) for signum in EXIT_CODES}
-    with signals_held():
-        yield
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
+    try:
+        with signals_held():
+            yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _exit_before_start(signum, frame):
@@ -69,10 +71,10 @@ def _stop_worker_at_once(signum, frame):
 
 
 class StopRequests:
-    """While active, SIGTERM or a first Ctrl-C only sets `signal`; the loop then
-    saves a checkpoint and stops. A second Ctrl-C exits at once: TensorFlow
-    commits a checkpoint only once its files are complete, so the last
-    finished checkpoint stays usable."""
+    """While active (on one machine), SIGTERM or a first Ctrl-C only sets
+    `signal`; the loop then saves a checkpoint and stops. A second Ctrl-C exits
+    at once: TensorFlow commits a checkpoint only once its files are complete,
+    so the last finished checkpoint stays usable."""
 
     def __init__(self, coordinated: bool = True):
         """Not `coordinated` (a worker of several, which the others would wait

@@ -66,7 +66,7 @@ def main(worker: int, timeout: float, peers: list[str]) -> None:
             end_worker(worker, f"Stopped by {stop.name} while waiting for the other workers: "
                                f"nothing was written; rerun every worker to go on")
         waited = time.monotonic() - start
-        if peers and timeout and waited >= timeout:
+        if peers and timeout and waited >= timeout and (peers := unreachable(peers)):
             end_worker(worker, f"error: the workers at {', '.join(peers)} did not start "
                                f"within --worker_timeout={timeout:g} s: start every worker "
                                f"of the cluster, or check its addresses")

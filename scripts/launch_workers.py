@@ -107,10 +107,10 @@ def main(argv):
     for echo in echoes:
         echo.join()
     if failed >= 0:
-        still_running = (f"; stopped worker{'s' if len(stopped) > 1 else ''} "
-                         f"{', '.join(map(str, stopped))}" if stopped else "")
+        stopped_ones = (f"; stopped worker{'s' if len(stopped) > 1 else ''} "
+                        f"{', '.join(map(str, stopped))}" if stopped else "")
         print(f"error: worker {failed} exited with code {processes[failed].returncode}"
-              f"{still_running}", file=sys.stderr)
+              f"{stopped_ones}", file=sys.stderr)
         sys.exit(1)
 
 

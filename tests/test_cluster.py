@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 import flags
 from cifar10_research import cluster, run_folder
@@ -54,12 +55,42 @@ def test_auto_detects_a_cluster_of_several_tasks(environment, variables, reason)
     assert cluster.multi_task_reason() == reason
 
 
-def test_a_slurm_step_resolves_to_one_worker_per_task(environment):
-    environment(slurm_step(1, tasks=4, nodelist="gpu[07-08]", tasks_per_node="2(x2)"))
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretends this machine shows the given GPUs; records what is left visible."""
+    shown = {}
+
+    def pretend(names: list):
+        monkeypatch.setattr(tf.config, "get_visible_devices", lambda kind: list(names))
+        monkeypatch.setattr(tf.config, "set_visible_devices",
+                            lambda devices, kind: shown.update({kind: devices}))
+        return shown
+    return pretend
+
+
+@pytest.mark.parametrize("procid, node, index", [(0, "node9", 0), (2, "node9", 2),
+                                                 (3, "node10", 0)])
+def test_a_slurm_step_resolves_to_one_worker_per_task_in_slurms_order(
+        environment, gpus, procid, node, index):
+    """Slurm numbers tasks node after node in its node list: node9 before node10
+    (sorted by name, as TensorFlow's SlurmClusterResolver sorts them, node10 is first)."""
+    environment({**slurm_step(procid, tasks=4, nodelist="node[9-10]", tasks_per_node="3,1"),
+                 "SLURMD_NODENAME": node, "SLURM_LOCALID": str(index)})
+    shown = gpus([])
     resolver = cluster.resolver(port_base=20000)
     assert resolver.cluster_spec().as_dict() == {"worker": [
-        "gpu07:20000", "gpu07:20001", "gpu08:20000", "gpu08:20001"]}
-    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+        "node9:20000", "node9:20001", "node9:20002", "node10:20000"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", procid)
+    assert resolver.num_accelerators() == {"GPU": 0} and shown == {"GPU": []}
+
+
+def test_a_slurm_task_mirrors_over_its_share_of_the_nodes_gpus(environment, gpus):
+    environment({**slurm_step(1, tasks=2, nodelist="gpu01", tasks_per_node="2"),
+                 "SLURM_LOCALID": "1"})
+    shown = gpus(["g0", "g1", "g2", "g3"])
+    resolver = cluster.resolver(port_base=20000)
+    assert shown == {"GPU": ["g2", "g3"]}
+    assert resolver.num_accelerators() == {"GPU": 2}  # The strategy's replicas on this task.
 
 
 @pytest.mark.parametrize("variables, port_base, message", [
@@ -70,8 +101,11 @@ def test_a_slurm_step_resolves_to_one_worker_per_task(environment):
     (slurm_step(0, nodelist="node[1-"), 8888,
      'the Slurm step cannot be resolved into a cluster (Invalid hostlist format "node[1-": '),
     (slurm_step(0, tasks=3), 8888,
-     "the Slurm step cannot be resolved into a cluster (Requested 3 tasks but only 2 were "
-     "assigned.)"),
+     "the Slurm step's 3 tasks do not match its nodes (localhost) and tasks per node (2)"),
+    (slurm_step(2), 8888, "SLURM_PROCID=2 is not one of the step's 2 tasks"),
+    ({**slurm_step(1, nodelist="n[1-2]", tasks_per_node="1(x2)"), "SLURMD_NODENAME": "n1"},
+     8888, "Slurm placed task 1 other than node after node: start the step with srun "
+     "--distribution=block"),
     (slurm_step(0), 65535,
      "--port_base=65535 leaves no port for the 2 tasks on a node: pick one up to 65534"),
     ({"SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "two"}, 8888,
@@ -160,7 +194,8 @@ def test_the_sbatch_script_trains_one_run_over_its_tasks(tiny_data_dir, tmp_path
     fake_bin.mkdir()
     variables = " ".join(f"{name}={value}" for name, value in slurm_step("$i").items())
     (fake_bin / "srun").write_text(
-        f'#!/bin/bash\nfor i in 0 1; do env {variables} "$@" > "{tmp_path}/task$i.out" '
+        f'#!/bin/bash\nwhile [[ "$1" == --* ]]; do echo "$1" >> "{tmp_path}/srun.options"; '
+        f'shift; done\nfor i in 0 1; do env {variables} "$@" > "{tmp_path}/task$i.out" '
         f'2>&1 & done\nwait -n && wait -n\n')
     (fake_bin / "srun").chmod(0o755)
     environment = {name: value for name, value in os.environ.items()
@@ -177,6 +212,8 @@ def test_the_sbatch_script_trains_one_run_over_its_tasks(tiny_data_dir, tmp_path
     assert result.returncode == 0, result.stderr + "".join(outputs)
     assert os.listdir(tmp_path / "runs") == ["slurm-4242"]
     assert run_folder.read_results(str(tmp_path / "runs" / "slurm-4242"))["test_count"] == 24
+    assert (tmp_path / "srun.options").read_text().splitlines() == [
+        "--kill-on-bad-exit=1", "--cpus-per-task=1"]
     assert [output.splitlines()[0] for output in outputs] == [
         "--strategy=auto picked multi_worker: this is one of the 2 tasks of a Slurm step"] * 2
 

@@ -1,0 +1,167 @@
+"""Multi-worker training with real processes on loopback: the launcher, two
+workers agreeing, a worker waiting for its peers, and signals to workers."""
+
+import fcntl
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cifar10_research import run_folder, watchdog
+from tests.conftest import ROOT, run_python
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_agree_and_only_the_chief_writes(tiny_data_dir, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = run_python(
+        "scripts/launch_workers.py", "--num_workers=2", "--", f"--data_dir={tiny_data_dir}",
+        "--epochs=1", "--batch_size=16", f"--model_dir={tmp_path / 'runs'}", "--run_name=pair",
+        env={"TMPDIR": str(scratch)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    fingerprints = re.findall(r"^\[worker (\d)\] Weights fingerprint: (\w+)$",
+                              result.stdout, re.MULTILINE)
+    assert sorted(worker for worker, _ in fingerprints) == ["0", "1"]
+    assert fingerprints[0][1] == fingerprints[1][1]
+    assert "[worker 0] Test accuracy:" in result.stdout
+    assert "(loss" in result.stdout and "24 images)" in result.stdout
+    assert "[worker 1] Test accuracy:" not in result.stdout
+    assert os.listdir(tmp_path / "runs") == ["pair"]
+    assert (tmp_path / "runs" / "pair" / run_folder.MODEL).is_file()
+    assert [p for p in os.listdir(scratch) if p.startswith("cifar10-worker-")] == []
+
+
+@pytest.mark.slow
+def test_the_launcher_fails_when_a_worker_fails(tmp_path):
+    result = run_python(
+        "scripts/launch_workers.py", "--num_workers=2", "--", f"--data_dir={tmp_path}/missing",
+        "--epochs=1", f"--model_dir={tmp_path}", "--run_name=broken", "--batch_size=3")
+    assert result.returncode == 1
+    assert "does not divide over the 2 replicas" in result.stdout
+    assert re.fullmatch(r"error: worker \d exited with code 1(; stopped worker \d)?\n",
+                        result.stderr)
+
+
+@pytest.mark.slow
+def test_the_launcher_stops_a_healthy_worker_when_another_fails(tiny_data_dir, tmp_path):
+    """The chief fails (its run folder is locked by another process); worker 1,
+    healthy, would wait for it forever."""
+    workdir = tmp_path / "locked"
+    workdir.mkdir()
+    with open(workdir / run_folder.LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = run_python(
+            "scripts/launch_workers.py", "--num_workers=2", "--", f"--data_dir={tiny_data_dir}",
+            "--epochs=1", f"--model_dir={tmp_path}", "--run_name=locked", "--batch_size=16",
+            timeout=120)
+    assert result.returncode == 1
+    assert "[worker 0] error: " in result.stdout and "is in use by another process" in (
+        result.stdout)
+    assert result.stderr.splitlines()[-1] == ("error: worker 0 exited with code 1; stopped "
+                                              "worker 1")
+    assert not [pid for pid in os.listdir("/proc") if "--run_name=locked" in command_line(pid)]
+
+
+def command_line(pid: str) -> str:
+    """A process's command line, or "" if `pid` is no process (or has ended)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", errors="replace") as file:
+            return file.read().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def test_the_watchdog_sees_a_signal_held_pending_in_the_worker():
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time\n"
+         "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+         "print('holding', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        assert watchdog.pending_stop(holder.pid) is None
+        holder.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        assert watchdog.pending_stop(holder.pid) == signal.SIGTERM
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, started, *flags):
+    """The processes of the workers numbered in `started` of a 2-worker TF_CONFIG
+    cluster on loopback, training tiny data; and the cluster's addresses."""
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    return [subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
+         f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}", "--run_name=pair",
+         "--batch_size=16", *flags],
+        env={**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
+                                                    "task": {"type": "worker", "index": i}})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in started], addresses
+
+
+def alone_in_a_cluster_of_two(tiny_data_dir, tmp_path, *flags):
+    """Worker 0 of a 2-worker TF_CONFIG whose worker 1 never starts, and worker 1's address."""
+    (process,), addresses = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0], *flags)
+    return process, addresses[1]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_worker_says_whom_it_waits_for_and_gives_up_after_the_timeout(tiny_data_dir,
+                                                                        tmp_path):
+    process, peer = alone_in_a_cluster_of_two(tiny_data_dir, tmp_path, "--worker_timeout=8")
+    _, stderr = process.communicate(timeout=120)
+    lines = stderr.splitlines()
+    assert f"Waiting 5 s for the workers at {peer} to start" in lines
+    assert lines[-1] == (f"error: the workers at {peer} did not start within "
+                         f"--worker_timeout=8 s: start every worker of the cluster, or check "
+                         f"its addresses")
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_a_worker_blocked_waiting_for_its_peers(tiny_data_dir, tmp_path,
+                                                                       stop):
+    process, peer = alone_in_a_cluster_of_two(tiny_data_dir, tmp_path)
+    for line in process.stderr:
+        if line.startswith("Waiting"):
+            break
+    process.send_signal(stop)
+    rest = process.communicate(timeout=30)[1].splitlines()
+    assert rest == [f"Stopped by {stop.name} while waiting for the other workers: nothing "
+                    f"was written; rerun every worker to go on"]
+    assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "pair").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_training_worker_at_once_with_one_line(tiny_data_dir, tmp_path):
+    (chief, worker), _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1],
+                                                     "--epochs=100")
+    try:
+        for line in chief.stdout:
+            if line.startswith("Epoch 2/"):
+                break
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        chief.kill()
+        chief.communicate()
+    assert worker.returncode == 143
+    assert stderr.splitlines() == [
+        "Stopped by SIGTERM: a worker of a multi-worker run stops at once; rerun every "
+        "worker to resume from the chief's latest checkpoint"]
