@@ -44,6 +44,9 @@ def forget_logs_after(workdir: str, step: int, epoch: int) -> None:
 
     for folder in (run_folder.TRAIN_LOGS, run_folder.VALIDATION_LOGS):
         for path in glob.glob(os.path.join(workdir, folder, "*tfevents*")):
+            if path.endswith(".tmp"):  # A rewrite cut short; the file it rewrote is whole.
+                os.remove(path)
+                continue
             records = _records(path)
             keep = [record for record in records if kept(record)]
             if len(keep) < len(records):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_research import dataset, learner, loop, plots, run_folder
+from cifar10_research import dataset, learner, loop, plots, run_folder, summaries
 from cifar10_research.config import COMPUTES, Config
 from tests import events, fake_cifar
 from tests.conftest import one_device, run_python
@@ -284,3 +284,13 @@ def test_a_real_tensorboard_serves_the_run(run_root):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_tags_logged_by_epoch_are_those_a_resume_cuts_by_epoch(run_root):
+    """summaries.EPOCH_TAGS names them for forget_logs_after: every other tag is
+    logged at global steps (every 3rd here), never at exactly epochs 1 and 2."""
+    runs, _ = run_root
+    for logs in (run_folder.TRAIN_LOGS, run_folder.VALIDATION_LOGS):
+        for tag, (_, values) in events.read(str(runs / "watched" / logs)).items():
+            by_epoch = [step for step, _ in values] == [1, 2]
+            assert tag.startswith(summaries.EPOCH_TAGS) == by_epoch, (logs, tag)
