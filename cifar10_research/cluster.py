@@ -42,7 +42,7 @@ def resolver(port_base: int) -> tf.distribute.cluster_resolver.ClusterResolver:
                         f"one Slurm task per worker, {SLURM_EXAMPLE}")
     addresses, rank, tasks_on_node, index_on_node = slurm_cluster(port_base)
     own = gpus_of_task(tf.config.get_visible_devices("GPU"), tasks_on_node, index_on_node,
-                       bound_by_slurm="SLURM_GPUS_PER_TASK" in os.environ)
+                       _gpus_per_task_by_slurm())
     tf.config.set_visible_devices(own, "GPU")
     return tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec({"worker": addresses}), task_type="worker", task_id=rank,
@@ -103,11 +103,17 @@ def slurm_cluster(port_base: int) -> tuple[list[str], int, int, int]:
     return [f"{node}:{port_base + index}" for node, _, index in places], rank, count, index
 
 
+def _gpus_per_task_by_slurm() -> int:
+    """--gpus-per-task of the Slurm job ("2" or "a100:2"), 0 when not given."""
+    count = os.environ.get("SLURM_GPUS_PER_TASK", "").rsplit(":", 1)[-1]
+    return int(count) if count.isdigit() else 0
+
+
 def gpus_of_task(visible: list, tasks_on_node: int, index_on_node: int,
-                 bound_by_slurm: bool) -> list:
-    """The GPUs of `visible` that a Slurm task uses: all when Slurm bound
-    GPUs to tasks (--gpus-per-task), else its even share of the node's."""
-    if bound_by_slurm or not visible:
+                 gpus_per_task: int) -> list:
+    """The GPUs of `visible` that a Slurm task uses: all when Slurm already bound
+    `gpus_per_task` (--gpus-per-task) to it, else its even share of the node's."""
+    if not visible or len(visible) <= gpus_per_task:
         return visible
     if len(visible) % tasks_on_node:
         raise UserError(f"the {len(visible)} GPUs this task sees do not split evenly over the "

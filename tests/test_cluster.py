@@ -93,6 +93,14 @@ def test_a_slurm_task_mirrors_over_its_share_of_the_nodes_gpus(environment, gpus
     assert resolver.num_accelerators() == {"GPU": 2}  # The strategy's replicas on this task.
 
 
+def test_a_slurm_task_keeps_the_gpus_slurm_bound_to_it(environment, gpus):
+    environment({**slurm_step(1, tasks=2, nodelist="gpu01", tasks_per_node="2"),
+                 "SLURM_LOCALID": "1", "SLURM_GPUS_PER_TASK": "a100:2"})
+    shown = gpus(["g6", "g7"])
+    assert cluster.resolver(port_base=20000).num_accelerators() == {"GPU": 2}
+    assert shown == {"GPU": ["g6", "g7"]}
+
+
 @pytest.mark.parametrize("variables, port_base, message", [
     (slurm_step(0, tasks=1, tasks_per_node="1"), 8888,
      "--strategy=multi_worker runs in a Slurm step of 1 task: start one task per worker, "
@@ -120,21 +128,22 @@ def test_a_slurm_step_that_cannot_work_is_named_in_one_line(environment, variabl
     assert "\n" not in str(refused.value)
 
 
-@pytest.mark.parametrize("visible, tasks, index, bound, own", [
-    ([], 2, 1, False, []),
-    (["g0", "g1", "g2", "g3"], 2, 1, False, ["g2", "g3"]),
-    (["g0", "g1", "g2", "g3"], 4, 0, False, ["g0"]),
-    (["g5"], 4, 3, True, ["g5"]),  # --gpus-per-task: Slurm already gave each task its own.
+@pytest.mark.parametrize("visible, tasks, index, per_task, own", [
+    ([], 2, 1, 0, []),
+    (["g0", "g1", "g2", "g3"], 2, 1, 0, ["g2", "g3"]),
+    (["g0", "g1", "g2", "g3"], 4, 0, 0, ["g0"]),
+    (["g5"], 4, 3, 1, ["g5"]),  # --gpus-per-task=1: Slurm bound each task its own.
+    (["g0", "g1", "g2", "g3"], 4, 3, 1, ["g3"]),  # Asked for, but not bound: split.
 ])
-def test_each_slurm_task_uses_only_its_share_of_the_nodes_gpus(visible, tasks, index, bound,
-                                                               own):
-    assert cluster.gpus_of_task(visible, tasks, index, bound) == own
+def test_each_slurm_task_uses_only_its_share_of_the_nodes_gpus(visible, tasks, index,
+                                                               per_task, own):
+    assert cluster.gpus_of_task(visible, tasks, index, per_task) == own
 
 
 def test_gpus_that_do_not_split_over_the_tasks_are_refused():
     with pytest.raises(UserError, match="the 3 GPUs this task sees do not split evenly over "
                                         "the 2 tasks on its node: ask Slurm for --gpus-per-task"):
-        cluster.gpus_of_task(["g0", "g1", "g2"], 2, 0, bound_by_slurm=False)
+        cluster.gpus_of_task(["g0", "g1", "g2"], 2, 0, gpus_per_task=0)
 
 
 def two_free_ports() -> int:
