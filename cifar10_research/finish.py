@@ -49,13 +49,7 @@ def save_model_and_figures(learner: Learner, test: Split, names: tuple, history:
             test.images[0], names[test.labels[0]], names[sample_prediction]),
     }
     for name, figure in figures.items():
-        png = plots.to_png(figure)
-        run_folder.write_whole(os.path.join(folder, name), lambda path: _write_bytes(path, png))
-
-
-def _write_bytes(path: str, content: bytes) -> None:
-    with open(path, "wb") as file:
-        file.write(content)
+        plots.save(figure, os.path.join(folder, name))
 
 
 def prediction_grid(learner: Learner, split: Split, names: tuple, count: int,

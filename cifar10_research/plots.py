@@ -1,11 +1,12 @@
 """The run's figures, drawn with matplotlib: for PNG files and TensorBoard."""
 
 import io
-import os
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+
+from cifar10_research import run_folder
 
 matplotlib.use("Agg")  # Files only: no display needed, on servers too.
 
@@ -126,11 +127,9 @@ def confusion_matrix(matrix: np.ndarray, class_names, compact: bool = False):
 
 
 def save(figure, path: str) -> None:
-    """Writes the PNG whole or not at all, then frees the figure."""
-    partial = path + ".tmp"
-    with open(partial, "wb") as file:
-        file.write(to_png(figure))
-    os.replace(partial, path)
+    """Writes the PNG whole or not at all (see run_folder.write_whole), then frees
+    the figure."""
+    run_folder.write_bytes(path, to_png(figure))
 
 
 def to_png(figure) -> bytes:

@@ -114,11 +114,15 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
-def write_text(path: str, text: str) -> None:
+def write_bytes(path: str, content: bytes) -> None:
     def write(partial):
-        with open(partial, "w") as file:
-            file.write(text)
+        with open(partial, "wb") as file:
+            file.write(content)
     write_whole(path, write)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode())
 
 
 def write_json(path: str, content: dict) -> None:
