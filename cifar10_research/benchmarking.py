@@ -37,17 +37,29 @@ def load(data_dir: str) -> dataset.Cifar10:
     return dataset.Cifar10(split(50_000), split(10_000), dataset.CLASS_NAMES)
 
 
+def tutorial_arrays(split: dataset.Split) -> tuple[np.ndarray, np.ndarray]:
+    """The tutorial's inputs: images as [0,1] floats, one-hot labels."""
+    return (split.images.astype(np.float32) / 255.0,
+            keras.utils.to_categorical(split.labels, dataset.NUM_CLASSES))
+
+
+def tutorial_model() -> keras.Model:
+    """The tutorial's CNN, compiled as it compiles it."""
+    network = model.simple_cnn()
+    network.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
+                    metrics=["accuracy"])
+    return network
+
+
 class KerasFit:
     """The tutorial's way: compile, then fit on [0,1] float arrays and one-hot labels."""
 
     def __init__(self, split: dataset.Split, steps: int, batch_size: int):
         rows = steps * batch_size
-        self.images = split.images[:rows].astype(np.float32) / 255.0
-        self.labels = keras.utils.to_categorical(split.labels[:rows], dataset.NUM_CLASSES)
+        self.images, self.labels = tutorial_arrays(
+            dataset.Split(split.images[:rows], split.labels[:rows]))
         self.batch_size = batch_size
-        self.model = model.simple_cnn()
-        self.model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                           loss="categorical_crossentropy", metrics=["accuracy"])
+        self.model = tutorial_model()
         self.model.fit(self.images[:5 * batch_size], self.labels[:5 * batch_size],
                        batch_size=batch_size, epochs=1, verbose=0)  # Warm-up: traces fit.
 
@@ -135,16 +147,11 @@ def tutorial_fit(cifar: dataset.Cifar10, epochs: int, batch_size: int) -> tuple[
     """The Keras tutorial as it is written: model.fit on the whole training set,
     validating on the test set after each epoch. Returns (seconds of the fit
     call, final test accuracy)."""
-    images = cifar.train.images.astype(np.float32) / 255.0
-    labels = keras.utils.to_categorical(cifar.train.labels, dataset.NUM_CLASSES)
-    test_images = cifar.test.images.astype(np.float32) / 255.0
-    test_labels = keras.utils.to_categorical(cifar.test.labels, dataset.NUM_CLASSES)
-    network = model.simple_cnn()
-    network.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
-                    metrics=["accuracy"])
+    images, labels = tutorial_arrays(cifar.train)
+    network = tutorial_model()
     start = time.perf_counter()
     history = network.fit(images, labels, batch_size=batch_size, epochs=epochs, verbose=0,
-                          validation_data=(test_images, test_labels))
+                          validation_data=tutorial_arrays(cifar.test))
     return time.perf_counter() - start, history.history["val_accuracy"][-1]
 
 
