@@ -151,8 +151,8 @@ class TrainingLoop:
             saved_step = self.step()
             self.learner.step.assign(resume.step_in_batches_of(
                 self.config, self.workdir, path, saved_step, len(self.train_split)))
-            forget_logs_after(self.write_dir, saved_step, self.epochs_done())
             epochs_done, steps_done = divmod(self.step(), self.steps_per_epoch)
+            forget_logs_after(self.write_dir, saved_step, epochs_done)
             self.history = {**run_folder.read_history(self.workdir, epochs=epochs_done),
                             "val_data": self.val_data}
             print(f"Resuming {path}: epoch {epochs_done + 1}, after step {steps_done} of "
