@@ -14,6 +14,7 @@ TF_CONFIG_EXAMPLE = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]
                      '"task": {"type": "worker", "index": 0}}')
 SLURM_EXAMPLE = "srun --ntasks=2 python train.py ... (see scripts/slurm/train.sbatch)"
 HIGHEST_PORT = 65535
+DEFAULT_PORT_BASE = 8888  # As TensorFlow's SlurmClusterResolver's.
 
 
 def multi_task_reason() -> str | None:

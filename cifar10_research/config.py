@@ -16,7 +16,7 @@ from typing import Callable
 
 import data
 import model
-from cifar10_research import distribute, precision, schedules
+from cifar10_research import cluster, distribute, precision, schedules
 from cifar10_research.errors import UserError
 
 # What a setting is for, which decides where it goes:
@@ -148,7 +148,7 @@ class Config:
         "workers have not all started after this many seconds (0: wait, saying every 5 s "
         "whom for).", rule=at_least(0))
     port_base: int = setting(
-        distribute.DEFAULT_PORT_BASE, "Under Slurm with --strategy=multi_worker: the workers "
+        cluster.DEFAULT_PORT_BASE, "Under Slurm with --strategy=multi_worker: the workers "
         "on a node listen on this port and the ones after it, one each.",
         rule=Rule(lambda port: 1 <= port <= 65535, "must be a port number, 1 to 65535"))
     histograms: bool = setting(

@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 
@@ -11,7 +10,6 @@ import tensorflow as tf
 from cifar10_research import cluster, stopping
 from cifar10_research.errors import UserError
 
-DEFAULT_PORT_BASE = 8888  # SlurmClusterResolver's
 WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watchdog.py")
 
 
@@ -38,7 +36,7 @@ def configure_devices(num_cpu_devices: int, gpus: str) -> None:
 
 
 def make_strategy(name: str, worker_timeout: float = 0,
-                  port_base: int = DEFAULT_PORT_BASE) -> tf.distribute.Strategy:
+                  port_base: int = cluster.DEFAULT_PORT_BASE) -> tf.distribute.Strategy:
     """The strategy for --strategy=`name` over the devices left visible.
 
     multi_worker: over the cluster of TF_CONFIG or of a Slurm step (see
@@ -90,8 +88,8 @@ def peers_watched(resolver: tf.distribute.cluster_resolver.ClusterResolver, work
     addresses = resolver.cluster_spec().as_dict()
     me = addresses[resolver.task_type][resolver.task_id]
     peers = [address for role in addresses.values() for address in role if address != me]
-    handlers = {signum: signal.getsignal(signum) for signum in stopping.EXIT_CODES}
-    with stopping.signals_held():
+    # Python's handlers are back before the signals are released.
+    with stopping.signals_held(), stopping.handlers_restored():
         watchdog = subprocess.Popen([sys.executable, WATCHDOG, str(os.getpid()),
                                      str(worker_timeout), *peers])
         try:
@@ -99,8 +97,6 @@ def peers_watched(resolver: tf.distribute.cluster_resolver.ClusterResolver, work
         finally:
             watchdog.kill()
             watchdog.wait()
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
 
 
 def refuse_misfits(batch_size: int, jit_compile: bool, strategy: tf.distribute.Strategy) -> None:

@@ -33,6 +33,19 @@ def signals_held():
 
 
 @contextlib.contextmanager
+def handlers_restored():
+    """Puts SIGINT's and SIGTERM's Python handlers back after the block, over
+    whatever replaced them meanwhile: Python code, or C code such as
+    TensorFlow's multi-worker set-up, which installs a SIGTERM handler."""
+    previous = {signum: signal.getsignal(signum) for signum in EXIT_CODES}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
 def held_while_importing():
     """Around TensorFlow's import. The threads it starts never take SIGINT or
     SIGTERM: the main thread, where Python runs the handlers, does (a helper
@@ -42,13 +55,11 @@ def held_while_importing():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, _exit_before_start) for signum in EXIT_CODES}
-    try:
-        with signals_held():
-            yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    # Released before the handlers are restored: one that arrived is handled here.
+    with handlers_restored(), signals_held():
+        for signum in EXIT_CODES:
+            signal.signal(signum, _exit_before_start)
+        yield
 
 
 def _exit_before_start(signum, frame):
