@@ -8,33 +8,26 @@ recipes/*.flags hold named recipes for --flagfile.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import logging
 
+from cifar10_research import command  # The first of the project's imports: see command.py.
 import flags
 from cifar10_research import distribute, evaluation, loop, stopping
-from cifar10_research.errors import Interrupted, reported_in_one_line
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow logs checkpoint saves as INFO.
-    stopping.interrupt_by_exception()
-    try:
-        with reported_in_one_line():
-            config = flags.to_config()
-            with stopping.signals_held():  # Threads this starts (a GPU driver's) never take them.
-                distribute.configure_devices(config.num_cpu_devices, config.gpus)
-            run = (evaluation.evaluate_checkpoint if config.mode == "eval"
-                   else loop.train_and_evaluate)
-            run(config, os.path.join(config.model_dir, config.run_name))
-    except Interrupted as stop:
-        print(stop, file=sys.stderr)
-        sys.exit(stop.exit_code)
+    config = flags.to_config()
+    with stopping.signals_held():  # Threads this starts (a GPU driver's) never take them.
+        distribute.configure_devices(config.num_cpu_devices, config.gpus)
+    run = evaluation.evaluate_checkpoint if config.mode == "eval" else loop.train_and_evaluate
+    with stopping.deferred():  # Acted on where the run can stop cleanly.
+        run(config, os.path.join(config.model_dir, config.run_name))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command.run(main)

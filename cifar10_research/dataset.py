@@ -21,7 +21,8 @@ import urllib.request
 import numpy as np
 import tensorflow as tf
 
-from cifar10_research.errors import UserError
+from cifar10_research import stopping
+from cifar10_research.errors import Interrupted, UserError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -120,12 +121,17 @@ def download(url: str, path: str, md5: str) -> None:
                                        suffix=".part", dir=os.path.dirname(path))
     try:
         with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(handle, "wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                stopping.check()
+                out.write(chunk)
     except (OSError, http.client.HTTPException) as error:
         _remove_if_exists(partial)
         raise UserError(
             f"could not download {url} ({error}): download it by hand and put it "
             f"at {path}, or pass --data_dir where CIFAR-10 already is") from None
+    except Interrupted:
+        _remove_if_exists(partial)
+        raise
     try:
         verify_md5(partial, md5)
     except UserError:
@@ -153,6 +159,7 @@ def extract(tarball: str, data_dir: str, md5: str) -> None:
     try:
         with tarfile.open(tarball, "r:gz") as archive:
             archive.extractall(staging, filter="data")
+        stopping.check()
         unpacked = os.path.join(staging, FOLDER)
         if not os.path.isdir(unpacked):
             raise UserError(f"{tarball} holds no {FOLDER}/ folder: it is not the "
@@ -225,6 +232,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path: str) -> dict:
+    stopping.check()  # Between the files: the ones read so far are only in memory.
     hint = f"re-extract {TARBALL} there, or delete {os.path.dirname(path)} to download again"
     if not os.path.isfile(path):
         raise UserError(f"{path} is missing: {hint}")

@@ -2,13 +2,17 @@
 
 import contextlib
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 
 import tensorflow as tf
 
 from cifar10_research import cluster, stopping
-from cifar10_research.errors import UserError
+from cifar10_research.errors import Interrupted, UserError
 
 WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watchdog.py")
 
@@ -122,5 +126,86 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
 
 
+def workers(strategy: tf.distribute.Strategy) -> list[str]:
+    """The cluster's tasks in order ("chief 0", "worker 0", ...), or [] when the
+    strategy runs in this process alone."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    jobs = resolver.cluster_spec().as_dict() if resolver else {}
+    return [f"{job} {index}" for job in ("chief", "worker")
+            for index in range(len(jobs.get(job, [])))]
+
+
+class StopVote:
+    """Which workers were asked to stop (SIGTERM, Ctrl-C), known to all at once.
+
+    A worker of several cannot stop alone: the others would wait for it in
+    their next collective op. So wherever the loop may stop, every worker
+    calls the vote, each puts its signal in its own slot, and one all-reduce
+    gives every worker all the slots: all stop at the same step, after the
+    same checkpoint. Without a cluster, the vote is this process's signal,
+    with no communication.
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy):
+        self._workers = workers(strategy)
+        if self._workers:
+            resolver = strategy.cluster_resolver
+            slot = tf.one_hot(self._workers.index(f"{resolver.task_type} {resolver.task_id}"),
+                              len(self._workers))
+            # Each of this worker's replicas adds its share: the sum counts it once.
+            share = slot / len(strategy.extended.worker_devices)
+            self._all_reduce = tf.function(lambda signum: strategy.reduce(
+                tf.distribute.ReduceOp.SUM, strategy.run(lambda: share * signum), axis=None))
+
+    def __call__(self, signum: signal.Signals | None) -> dict[str, signal.Signals]:
+        """{task: signal} of the tasks asked to stop; {"": signum} without a cluster."""
+        if not self._workers:
+            return {"": signum} if signum else {}
+        numbers = self._all_reduce(tf.constant(float(signum or 0))).numpy().round()
+        return {task: signal.Signals(int(number))
+                for task, number in zip(self._workers, numbers) if number}
+
+
+@contextlib.contextmanager
+def own_folder(strategy: tf.distribute.Strategy, workdir: str):
+    """The folder this process writes into: the run folder `workdir` on the
+    chief; on another worker a temporary folder, removed after the block."""
+    if is_chief(strategy):
+        yield workdir
+        return
+    folder = tempfile.mkdtemp(prefix="cifar10-worker-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def peer_loss_reported(strategy: tf.distribute.Strategy):
+    """Turns the failed collective op of a worker whose peer ended (killed,
+    crashed, or its machine lost) into a stop in one line, with exit code 138,
+    which Kubeflow's ExitCode restart policy, like a signal's, takes as worth
+    a restart."""
+    try:
+        yield
+    except tf.errors.UnavailableError as error:
+        if not workers(strategy):
+            raise
+        raise _peer_lost(error, strategy) from None
+
+
+def _peer_lost(error: tf.errors.OpError, strategy: tf.distribute.Strategy) -> Interrupted:
+    resolver = strategy.cluster_resolver
+    me = (resolver.task_type, str(resolver.task_id))
+    lost = sorted({f"{job} {index}" for job, index in
+                   re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", error.message)
+                   if (job, index) != me})
+    return Interrupted(f"Stopped: {' and '.join(lost) or 'another worker'} of the cluster "
+                       f"stopped responding (killed, crashed, or its machine lost); rerun "
+                       f"every worker's command to resume from the chief's latest checkpoint",
+                       PEER_LOST_EXIT_CODE)
+
+
+PEER_LOST_EXIT_CODE = 138
 # The --strategy names make_strategy knows.
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")

@@ -13,11 +13,12 @@ class UserError(Exception):
 
 
 class Interrupted(BaseException):
-    """A run stopped on a signal; `train.py` exits with `exit_code`.
+    """A run stopped on a signal (its own or a peer's); the entry point prints
+    the message and exits with `exit_code`.
 
-    Like KeyboardInterrupt, not an Exception: raised by a signal handler at
-    any line, it must pass through library code that catches or rewraps
-    exceptions (Keras turns one raised inside a layer into a RuntimeError).
+    Raised only by this project's code, at the points where it acts on a
+    signal (see `stopping`); like KeyboardInterrupt, not an Exception, so that
+    no `except Exception` on its way turns a stop into a failure.
     """
 
     def __init__(self, message: str, exit_code: int):
@@ -36,9 +37,13 @@ def first_line(error: Exception) -> str:
 
 @contextlib.contextmanager
 def reported_in_one_line():
-    """Ends the program on a UserError with one `error: ...` line and exit code 1."""
+    """Ends the program on a UserError with one `error: ...` line and exit code 1,
+    and on an Interrupted with its one line and exit code."""
     try:
         yield
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(stop.exit_code)

@@ -5,7 +5,7 @@ import re
 
 import tensorflow as tf
 
-from cifar10_research import dataset, distribute, resume, run_folder
+from cifar10_research import dataset, distribute, resume, run_folder, stopping
 from cifar10_research.checkpoints import Checkpoints
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
@@ -47,6 +47,7 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
             raise UserError(f"cannot read checkpoint {path} ({type(error).__name__}): pass "
                             f"a path like runs/NAME/checkpoints/ckpt-781 (no file "
                             f"extension)") from None
+    stopping.check()
     test = learner.evaluate(cifar.test)
     results = {"checkpoint": path, "test_loss": test.loss, "test_accuracy": test.accuracy,
                "test_count": test.count, "tta": config.tta}

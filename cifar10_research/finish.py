@@ -8,7 +8,7 @@ into the run folder.
 
 import os
 
-from cifar10_research import plots, run_folder
+from cifar10_research import plots, run_folder, stopping
 from cifar10_research.dataset import Split
 from cifar10_research.learner import Learner
 from cifar10_research.summaries import Summaries
@@ -33,10 +33,12 @@ def save_model_and_figures(learner: Learner, test: Split, names: tuple, history:
     """The trained model as .keras and SavedModel, and the run's figures, in `folder`.
 
     The confusion matrix is that of the latest evaluation: the test set's. Each
-    is written whole under a partial name, then renamed into place.
+    is written whole under a partial name, then renamed into place; a signal
+    stops the run between two of them.
     """
     run_folder.write_whole(os.path.join(folder, run_folder.MODEL), learner.model.save,
                            ".partial.keras")  # Keras saves only to names ending in .keras.
+    stopping.check()
     run_folder.write_whole(os.path.join(folder, run_folder.SAVED_MODEL),
                            lambda path: learner.model.export(path, verbose=False))
     sample_prediction = learner.predict_classes(test.images[:1])[0]
@@ -49,6 +51,7 @@ def save_model_and_figures(learner: Learner, test: Split, names: tuple, history:
             test.images[0], names[test.labels[0]], names[sample_prediction]),
     }
     for name, figure in figures.items():
+        stopping.check()
         plots.save(figure, os.path.join(folder, name))
 
 

@@ -8,8 +8,6 @@ the weights, so a resumed run continues exactly.
 
 import functools
 import os
-import shutil
-import tempfile
 import time
 
 import keras
@@ -18,13 +16,12 @@ import tensorflow as tf
 
 import data
 from cifar10_research import (dataset, distribute, divergence, finish, metrics, periodic,
-                              progress, resume, run_folder)
+                              progress, resume, run_folder, stopping)
 from cifar10_research.checkpoints import Checkpoints
 from cifar10_research.config import Config
 from cifar10_research.errors import Interrupted, UserError
 from cifar10_research.learner import Learner
 from cifar10_research.progress import EpochProgress
-from cifar10_research.stopping import StopRequests
 from cifar10_research.summaries import Summaries, forget_logs_after
 
 
@@ -39,30 +36,33 @@ def train_and_evaluate(config: Config, workdir: str, *,
     results and the weights' fingerprint. Every worker runs this; only the
     chief writes into `workdir`, the others write into a temporary folder
     that is removed at the end.
+
+    SIGTERM and Ctrl-C stop it cleanly (see `stopping`): at the next step, after
+    a checkpoint, or between the files it reads or writes; it then raises
+    Interrupted. So does the loss of a peer worker.
     """
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = strategy or distribute.make_strategy(config.strategy, config.worker_timeout,
-                                                    config.port_base)
-    distribute.refuse_misfits(config.batch_size, config.jit_compile, strategy)
-    chief = distribute.is_chief(strategy)
-    write_dir = workdir if chief else tempfile.mkdtemp(prefix="cifar10-worker-")
-    try:
-        cifar = cifar or dataset.load_cifar10(config.data_dir)
-        run_folder.prepare(write_dir)
-        with run_folder.locked(write_dir):  # Each worker's own folder: the chief's is the run's.
-            return TrainingLoop(config, workdir, strategy, cifar, write_dir).run()
-    finally:
-        if not chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
+    with stopping.deferred():
+        strategy = strategy or distribute.make_strategy(config.strategy, config.worker_timeout,
+                                                        config.port_base)
+        distribute.refuse_misfits(config.batch_size, config.jit_compile, strategy)
+        with distribute.peer_loss_reported(strategy), distribute.own_folder(
+                strategy, workdir) as write_dir:
+            cifar = cifar or dataset.load_cifar10(config.data_dir)
+            training = TrainingLoop(config, workdir, strategy, cifar, write_dir)  # Its checks.
+            run_folder.prepare(write_dir)
+            with run_folder.locked(write_dir):
+                return training.run()
 
 
 class TrainingLoop:
     """One run's epochs over a Learner, and what they write into the run folder.
 
     `write_dir` is where this process writes: the run folder `workdir` on the
-    chief, a folder of its own on the other workers of a multi-worker run. It
-    must exist (`train_and_evaluate` makes it).
+    chief, a folder of its own on the other workers of a multi-worker run.
+    Making one checks the settings and writes nothing; `write_dir` must exist
+    when it runs (`train_and_evaluate` makes it).
     """
 
     def __init__(self, config: Config, workdir: str, strategy: tf.distribute.Strategy,
@@ -96,16 +96,11 @@ class TrainingLoop:
         self.val_data = (f"{len(self.validation):,} held-out training images"
                          if config.validation_split else run_folder.TEST_SET)
         self.history = run_folder.empty_history(self.val_data)
-        self.stops = StopRequests(
-            coordinated=getattr(strategy, "cluster_resolver", None) is None)
+        self.stop_vote = distribute.StopVote(strategy)
         self.log_every = periodic.Every(config.log_every_n_steps)
         self.checkpoint_every = periodic.Every(config.checkpoint_every_n_steps)
-        first, last = config.profile_range() or (None, None)
-        if last and last > config.epochs * self.steps_per_epoch:
-            raise UserError(f"--profile_steps={config.profile_steps} ends after the run's last "
-                            f"step, {config.epochs * self.steps_per_epoch}: pick steps up to it")
-        self.profile_start = periodic.At(first - 1) if first else periodic.At()
-        self.profile_stop = periodic.At(last) if last else periodic.At()
+        self.profile_start, self.profile_stop = periodic.profile_window(
+            config.profile_range(), config.epochs * self.steps_per_epoch)
 
     @functools.cached_property
     def summaries(self) -> Summaries:
@@ -132,11 +127,10 @@ class TrainingLoop:
             return self._report(results)
         if self.chief:
             progress.print_validation_plan(self.val_data, self.config.validation_split)
-        with self.stops:
-            while (epoch := self.epochs_done() + 1) <= self.config.epochs:
-                self._epoch(epoch)
-                if self.stops.signal and epoch < self.config.epochs:
-                    self._stop()
+        while (epoch := self.epochs_done() + 1) <= self.config.epochs:
+            self._epoch(epoch)
+            if epoch < self.config.epochs and (stops := self.stop_vote(stopping.requested())):
+                self._stop(stops)
         return self._report(self._finish())
 
     def _start_or_resume(self) -> None:
@@ -211,21 +205,23 @@ class TrainingLoop:
             self.learner.train_steps(iterator, tf.constant(self._steps_in_next_call(step, end)))
             step = self.step()
             at_checkpoint = step < end and self.checkpoint_every.due(step)
-            stopping = step < end and self.stops.signal is not None
-            if self.log_every.due(step) or at_checkpoint or stopping or step == end:
+            stops = self.stop_vote(stopping.requested()) if step < end else {}
+            if self.log_every.due(step) or at_checkpoint or stops or step == end:
                 sums = np.array(self.learner.train_totals.sums()) + carried
                 if self.config.stop_on_nonfinite:
                     divergence.refuse_nonfinite_loss(sums[0], self.learner, epoch + 1,
                                                      self.checkpoints)
                 if self.log_every.due(step):
                     now = time.perf_counter()
-                    self._log_step(step, metrics.averages(*(sums - logged)), now - logged_at)
+                    window = metrics.averages(*(sums - logged))  # Since the last log step.
+                    self.summaries.step(step, window, self.learner.learning_rate(),
+                                        window.count / (now - logged_at))
                     logged, logged_at = sums, now
                 running = metrics.averages(*sums)
-                if at_checkpoint or stopping:
+                if at_checkpoint or stops:
                     self._save(np.stack([sums, logged]))
-                if stopping:
-                    self._stop()
+                if stops:
+                    self._stop(stops)
             if epoch_progress and epoch_progress.due():
                 epoch_progress.show(step - epoch * self.steps_per_epoch, running)
         self._toggle_profiler(step)
@@ -250,10 +246,6 @@ class TrainingLoop:
         elif self.profile_stop.due(step):
             self.summaries.stop_profiler()
 
-    def _log_step(self, step: int, window: metrics.Averages, seconds: float) -> None:
-        """The steps since the last log step: their mean loss and accuracy, and speed."""
-        self.summaries.step(step, window, self.learner.learning_rate(), window.count / seconds)
-
     def _check_weights(self) -> None:
         if self.config.stop_on_nonfinite:
             divergence.refuse_nonfinite_weights(self.learner, self.step(), self.checkpoints)
@@ -265,18 +257,24 @@ class TrainingLoop:
         self.epoch_seconds.assign(time.perf_counter() - self.epoch_started)
         return self.checkpoints.save(self.step())
 
-    def _stop(self) -> None:
+    def _stop(self, stops: dict) -> None:
+        """Ends the run after the checkpoint just saved, on a signal to one worker
+        or more ({task: signal}; {"": signal} on one machine)."""
         self.summaries.flush()
-        raise Interrupted(
-            f"Stopped by {self.stops.signal.name} after step {self.step()}; saved "
-            f"{self.checkpoints.latest()}. Resume with: {resume.command(self.workdir)}",
-            self.stops.exit_code)
+        signum = next(iter(stops.values()))
+        saved = os.path.join(resume.checkpoint_dir(self.workdir),
+                             os.path.basename(self.checkpoints.latest()))
+        sent, resume_by = ("", f"Resume with: {resume.command(self.workdir)}") if "" in stops else (
+            f" (sent to {', '.join(stops)})", "Rerun every worker's command to resume")
+        raise Interrupted(f"Stopped by {signum.name}{sent} after step {self.step()}; saved "
+                          f"{saved}. {resume_by}", stopping.EXIT_CODES[signum])
 
     def _finish(self) -> dict:
         """Evaluates the test set, the one time a run does, and writes the model,
         the figures and, last, results.json; returns the results."""
         self._check_weights()
-        test = self.learner.evaluate(self.cifar.test)
+        test = self.learner.evaluate(self.cifar.test)  # The last collective op of a run.
+        stopping.check()
         self.summaries.test_results(self.step(), test)
         self.summaries.flush()
         finish.save_model_and_figures(self.learner, self.cifar.test, self.cifar.class_names,

@@ -5,6 +5,8 @@ One helper serves logging, checkpoints and the profiler alike (big_vision's
 more steps in one call than `steps_to_next` allows, so no due step is skipped.
 """
 
+from cifar10_research.errors import UserError
+
 NEVER = 2**62  # Steps to the next time of work that never comes.
 
 
@@ -33,3 +35,15 @@ class At:
 
     def steps_to_next(self, step: int) -> int:
         return next((due - step for due in self.steps if due > step), NEVER)
+
+
+def profile_window(steps: tuple[int, int] | None, last_step: int) -> tuple[At, At]:
+    """(start, stop): to profile steps START to END (`steps`, counted from 1), start
+    after step START-1 and stop after step END; never, for None."""
+    if steps is None:
+        return At(), At()
+    first, last = steps
+    if last > last_step:
+        raise UserError(f"--profile_steps={first},{last} ends after the run's last step, "
+                        f"{last_step}: pick steps up to it")
+    return At(first - 1), At(last)

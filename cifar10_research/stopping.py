@@ -1,4 +1,27 @@
-"""SIGTERM and Ctrl-C as requests to stop cleanly at the next step boundary."""
+"""SIGTERM and Ctrl-C: recorded when they arrive, acted on where the code chooses.
+
+A signal handler that raises an exception raises it at whatever bytecode runs,
+often inside TensorFlow's Python, C++ or pybind layers, which catch, rewrap or
+drop it (a SIGTERM during a SavedModel export came out as a TypeError; one
+during a collective as "pybind11::error_already_set"). So no handler here
+raises. Once a command has called `at_once_from_now`, or while a `deferred()`
+block runs in the main thread, Python's handlers for both signals do nothing
+but wake a watcher thread (through `signal.set_wakeup_fd`), which:
+
+- in a command's process (`at_once_from_now`) outside `deferred()` blocks,
+  where nothing is being written, prints the one line and ends the process
+  at once with the signal's exit code;
+- under `deferred()`, records the first signal for the code to act on at the
+  points it chooses (`requested()`, `check()`): between training steps,
+  between the files a run writes, between the files it reads. A second
+  signal ends the process at once: every file is written whole and renamed
+  into place, so whatever was complete stays usable.
+
+The watcher runs even while the main thread is blocked inside TensorFlow, as
+long as that releases Python's interpreter lock. It never takes the signals
+itself, so a signal held pending by the main thread stays pending (see
+`distribute.peers_watched`).
+"""
 
 import contextlib
 import os
@@ -9,15 +32,145 @@ import threading
 from cifar10_research.errors import Interrupted
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
-def interrupt_by_exception() -> None:
-    """Outside the training steps (start-up, data loading, finishing a run),
-    SIGTERM and Ctrl-C raise Interrupted, which the entry point reports in one
-    line with the signal's exit code: no traceback, and no silent death on
-    SIGTERM. Inside them, StopRequests takes over and restores this after."""
-    for signum in EXIT_CODES:
-        signal.signal(signum, _raise_interrupted)
+class _Handling:
+    """The process's state: the modes entered (innermost last), the signal
+    recorded, and the pipe that wakes the watcher thread."""
+
+    def __init__(self):
+        self.modes = []  # The end of an at-once mode's line, or None for deferred.
+        self.requested = None
+        self.forward_to = []  # The PIDs each signal is sent on to first.
+        self.pipe = None
+
+
+_handling = _Handling()
+
+
+def requested() -> signal.Signals | None:
+    """The signal recorded under `deferred()`, if one arrived."""
+    return _handling.requested
+
+
+def outside_training(signum: signal.Signals) -> Interrupted:
+    return Interrupted(f"Stopped by {signum.name} outside the training steps: nothing saved is "
+                       f"lost; rerun the same command to go on (a run resumes from its latest "
+                       f"checkpoint and redoes what it had not finished)", EXIT_CODES[signum])
+
+
+def check() -> None:
+    """A point where a recorded signal may end the run: raises Interrupted if one did."""
+    if _handling.requested is not None:
+        raise outside_training(_handling.requested)
+
+
+def at_once_from_now(ending: str) -> None:
+    """For a command's process (see `command.py`): from now on, SIGINT or SIGTERM
+    ends it at once with the line `Stopped by SIG<NAME><ending>` and the
+    signal's exit code, except within `deferred()` blocks. Called again, it
+    changes the ending."""
+    if not _handling.modes:
+        _install()
+        _handling.modes.append(ending)
+    _handling.modes[0] = ending
+
+
+@contextlib.contextmanager
+def deferred():
+    """Within the block, the first SIGINT or SIGTERM is recorded for the code to
+    act on; a second ends the process at once. Leaving the block, a signal
+    recorded that nobody acted on raises `outside_training`'s Interrupted,
+    unless an enclosing deferred block will act on it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Only the main thread takes signals.
+        return
+    outermost = not _handling.modes
+    nested = not outermost and _handling.modes[-1] is None
+    if not nested:
+        _handling.requested = None
+    restore = _install() if outermost else None
+    _handling.modes.append(None)
+    try:
+        yield
+    finally:
+        _handling.modes.pop()
+        if restore:
+            restore()
+    if not nested:
+        check()
+
+
+@contextlib.contextmanager
+def forwarded_to(processes: list):
+    """Within a `deferred()` block: each SIGINT or SIGTERM this process takes
+    (one already recorded too) is first sent on to `processes`, child commands
+    started in sessions of their own (`start_new_session=True`), which a
+    terminal's Ctrl-C then reaches this way alone, once."""
+    _handling.forward_to = [process.pid for process in processes]
+    try:
+        if _handling.requested is not None:
+            _send_on(_handling.requested)
+        yield
+    finally:
+        _handling.forward_to = []
+
+
+def _send_on(signum: signal.Signals) -> None:
+    for pid in _handling.forward_to:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _install():
+    """Python's handlers for both signals only wake the watcher thread, which
+    acts (`_take`); returns the function that puts back what was there."""
+    if _handling.pipe is None:
+        _handling.pipe = os.pipe()
+        os.set_blocking(_handling.pipe[1], False)
+        with signals_held():  # The watcher never takes them: the main thread does.
+            threading.Thread(target=_watch, args=(_handling.pipe[0],), daemon=True,
+                             name="signal-watcher").start()
+    handlers = {signum: signal.signal(signum, _wake_only) for signum in EXIT_CODES}
+    wakeup = signal.set_wakeup_fd(_handling.pipe[1], warn_on_full_buffer=False)
+
+    def restore():
+        signal.set_wakeup_fd(wakeup)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    return restore
+
+
+def _wake_only(signum, frame):
+    """Python's handler, run later in the main thread: the watcher has acted."""
+
+
+def _watch(read_end: int) -> None:
+    while True:
+        for number in os.read(read_end, 64):
+            if number in EXIT_CODES and _handling.modes:
+                _take(signal.Signals(number))
+
+
+def _take(signum: signal.Signals) -> None:
+    """In the watcher thread: ends the process, or records the signal."""
+    _send_on(signum)
+    ending = _handling.modes[-1]
+    if ending is not None:
+        _exit_now(f"Stopped by {signum.name}{ending}", signum)
+    elif _handling.requested is not None:
+        _exit_now(f"\nSecond {_NAMES[signum]}: exiting now; the last complete checkpoint is "
+                  f"kept.", signum)
+    _handling.requested = signum
+
+
+def _exit_now(line: str, signum: signal.Signals) -> None:
+    """Ends the process from the watcher thread, whatever the main thread does."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os.write(2, (line + "\n").encode())
+    os._exit(EXIT_CODES[signum])
 
 
 @contextlib.contextmanager
@@ -66,52 +219,3 @@ def _exit_before_start(signum, frame):
     print(f"Stopped by {signal.Signals(signum).name} while starting: nothing was written",
           file=sys.stderr, flush=True)
     raise SystemExit(EXIT_CODES[signum])
-
-
-def _raise_interrupted(signum, frame):
-    name = signal.Signals(signum).name
-    raise Interrupted(f"Stopped by {name} outside the training steps: nothing saved is lost; "
-                      f"rerun the same command to go on (a run resumes from its latest "
-                      f"checkpoint and redoes what it had not finished)", EXIT_CODES[signum])
-
-
-def _stop_worker_at_once(signum, frame):
-    raise Interrupted(f"Stopped by {signal.Signals(signum).name}: a worker of a multi-worker "
-                      f"run stops at once; rerun every worker to resume from the chief's "
-                      f"latest checkpoint", EXIT_CODES[signum])
-
-
-class StopRequests:
-    """While active (on one machine), SIGTERM or a first Ctrl-C only sets
-    `signal`; the loop then saves a checkpoint and stops. A second Ctrl-C exits
-    at once: TensorFlow commits a checkpoint only once its files are complete,
-    so the last finished checkpoint stays usable."""
-
-    def __init__(self, coordinated: bool = True):
-        """Not `coordinated` (a worker of several, which the others would wait
-        for at a step of its own choosing): a signal stops the worker at once."""
-        self.signal = None
-        self._handler = self._handle if coordinated else _stop_worker_at_once
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in EXIT_CODES:
-                self._previous[signum] = signal.signal(signum, self._handler)
-        return self
-
-    def __exit__(self, *exc_info):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            print("\nSecond Ctrl-C: exiting now; the last complete checkpoint is kept.",
-                  file=sys.stderr, flush=True)
-            os._exit(EXIT_CODES[signum])
-        self.signal = signal.Signals(signum)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.signal]

@@ -2,10 +2,8 @@
 
 import errno
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import pytest
@@ -105,58 +103,6 @@ def test_an_export_on_a_full_disk_leaves_nothing_half_written_and_a_rerun_finish
     assert "has finished" not in capsys.readouterr().out
     assert keras.models.load_model(str(workdir / run_folder.MODEL)).count_params() == 167_562
     assert run_folder.read_results(str(workdir))["test_accuracy"] == results["test_accuracy"]
-
-
-@pytest.mark.slow
-def test_ctrl_c_at_start_up_ends_with_one_line(tiny_data_dir, tmp_path):
-    process = subprocess.Popen(
-        [sys.executable, "train.py", f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}",
-         "--run_name=early", "--epochs=50", "--batch_size=8"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in process.stdout:
-        if "Total params" in line:
-            break
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert len(stderr.splitlines()) == 1 and stderr.startswith("Stopped by SIGINT")
-
-
-@pytest.mark.slow
-def test_ctrl_c_while_tensorflow_imports_ends_with_one_line(tmp_path):
-    process = subprocess.Popen([sys.executable, "train.py", f"--model_dir={tmp_path}"],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    maps = f"/proc/{process.pid}/maps"
-    while process.poll() is None and "libtensorflow" not in open(maps).read():
-        time.sleep(0.01)  # Until TensorFlow's import has begun.
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert stderr == "Stopped by SIGINT while starting: nothing was written\n"
-    assert os.listdir(tmp_path) == []
-
-
-@pytest.mark.slow
-def test_sigterm_while_the_run_finishes_then_a_rerun_completes_it(tiny_data_dir, tmp_path):
-    command = [sys.executable, "train.py", f"--data_dir={tiny_data_dir}",
-               f"--model_dir={tmp_path}", "--run_name=ending", "--epochs=1", "--batch_size=8"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    workdir = tmp_path / "ending"
-    while process.poll() is None and not (workdir / run_folder.MODEL).exists():
-        time.sleep(0.01)  # The first file of the finish; the SavedModel takes seconds more.
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr
-    assert stderr.startswith("Stopped by SIGTERM outside the training steps") and (
-        len(stderr.splitlines()) == 1)
-    assert run_folder.read_results(str(workdir)) is None
-    rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    assert all((workdir / name).exists() for name in run_folder.ARTIFACTS)
-    assert run_folder.read_results(str(workdir))["test_count"] == 24
-    assert keras.models.load_model(str(workdir / run_folder.MODEL)).count_params() == 167_562
-    assert not [name for name in os.listdir(workdir) if name.endswith((".tmp", ".partial.keras"))]
 
 
 def test_a_data_dir_that_is_a_file_is_named(tmp_path):

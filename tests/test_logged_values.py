@@ -2,6 +2,7 @@
 the previous log step of its epoch, in a run and across a stop and resume."""
 
 import signal
+import time
 
 import keras
 import numpy as np
@@ -10,7 +11,7 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 import data
-from cifar10_research import loop, run_folder
+from cifar10_research import loop, run_folder, stopping
 from cifar10_research.config import Config
 from cifar10_research.errors import Interrupted, UserError
 from cifar10_research.learner import Learner
@@ -115,6 +116,8 @@ def stop_after(monkeypatch):
                 # Only while training does SIGTERM request a stop; else it would end pytest.
                 assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
                 signal.raise_signal(signal.SIGTERM)
+                while stopping.requested() is None:  # Until the watcher has taken it.
+                    time.sleep(0.001)
             return taken
         monkeypatch.setattr(loop.TrainingLoop, "step", step)
     return arrange

@@ -69,6 +69,28 @@ def test_the_launcher_stops_a_healthy_worker_when_another_fails(tiny_data_dir, t
     assert not [pid for pid in os.listdir("/proc") if "--run_name=locked" in command_line(pid)]
 
 
+@pytest.mark.slow
+def test_ctrl_c_to_the_launcher_stops_every_worker_after_a_checkpoint(tiny_data_dir,
+                                                                      tmp_path):
+    launcher = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts", "launch_workers.py"), "--num_workers=2",
+         "--", f"--data_dir={tiny_data_dir}", "--epochs=20", "--batch_size=16",
+         f"--model_dir={tmp_path}", "--run_name=pair"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in launcher.stdout:
+        if line.startswith("[worker 0] Epoch 2/"):
+            break
+    launcher.send_signal(signal.SIGINT)
+    stdout, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130
+    assert stderr == "Stopped by SIGINT, sent on to every worker (exit codes 130, 130)\n"
+    stops = re.findall(r"^\[worker (\d)\] Stopped by SIGINT \(sent to worker 0, worker 1\) after "
+                       r"step (\d+); saved .*ckpt-(\d+)\. Rerun every worker's command to "
+                       r"resume$", stdout, re.MULTILINE)
+    assert sorted(worker for worker, _, _ in stops) == ["0", "1"]
+    assert len({step for _, step, _ in stops} | {saved for _, _, saved in stops}) == 1
+
+
 def command_line(pid: str) -> str:
     """A process's command line, or "" if `pid` is no process (or has ended)."""
     try:
@@ -148,20 +170,46 @@ def test_ctrl_c_or_sigterm_ends_a_worker_blocked_waiting_for_its_peers(tiny_data
     assert not (tmp_path / "pair").exists()
 
 
+def until_epoch_2(chief):
+    for line in chief.stdout:
+        if line.startswith("Epoch 2/"):
+            return
+    raise AssertionError("the chief ended before epoch 2")
+
+
 @pytest.mark.slow
-def test_sigterm_ends_a_training_worker_at_once_with_one_line(tiny_data_dir, tmp_path):
+def test_sigterm_to_one_worker_stops_both_after_one_checkpoint_and_both_resume(tiny_data_dir,
+                                                                               tmp_path):
+    """A preempted machine's worker gets SIGTERM: every worker stops at the same
+    step, after the same checkpoint, in one line each; rerun, they resume."""
+    (chief, worker), _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1],
+                                                     "--epochs=20")
+    until_epoch_2(chief)
+    worker.send_signal(signal.SIGTERM)
+    stderrs = [process.communicate(timeout=120)[1] for process in (chief, worker)]
+    assert [chief.returncode, worker.returncode] == [143, 143], stderrs
+    lines = [stderr.splitlines() for stderr in stderrs]
+    assert lines[0] == lines[1] and len(lines[0]) == 1, lines
+    stop = re.fullmatch(r"Stopped by SIGTERM \(sent to worker 1\) after step (\d+); saved "
+                        r"(.*)/ckpt-(\d+)\. Rerun every worker's command to resume", lines[0][0])
+    assert stop and stop[1] == stop[3] and stop[2] == str(tmp_path / "pair" / "checkpoints")
+    resumed, _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1], "--epochs=20")
+    outputs = [process.communicate(timeout=300) for process in resumed]
+    assert [process.returncode for process in resumed] == [0, 0], outputs
+    assert f"ckpt-{stop[1]}: epoch" in outputs[0][0]
+    fingerprints = [re.search(r"Weights fingerprint: (\w+)", out)[1] for out, _ in outputs]
+    assert fingerprints[0] == fingerprints[1]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_training_is_named_by_the_other_in_one_line(tiny_data_dir, tmp_path):
     (chief, worker), _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1],
                                                      "--epochs=100")
-    try:
-        for line in chief.stdout:
-            if line.startswith("Epoch 2/"):
-                break
-        worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=60)
-    finally:
-        chief.kill()
-        chief.communicate()
-    assert worker.returncode == 143
+    until_epoch_2(chief)
+    worker.kill()
+    _, stderr = chief.communicate(timeout=120)
+    assert chief.returncode == 138
     assert stderr.splitlines() == [
-        "Stopped by SIGTERM: a worker of a multi-worker run stops at once; rerun every "
-        "worker to resume from the chief's latest checkpoint"]
+        "Stopped: worker 1 of the cluster stopped responding (killed, crashed, or its machine "
+        "lost); rerun every worker's command to resume from the chief's latest checkpoint"]
+    worker.wait()

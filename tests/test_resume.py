@@ -137,11 +137,12 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
     script = tmp_path / "impatient.py"
     script.write_text(
         "import os, signal, time\n"
-        "from cifar10_research.stopping import StopRequests\n"
-        "with StopRequests() as stops:\n"
+        "from cifar10_research import stopping\n"
+        "with stopping.deferred():\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "    time.sleep(0.5)\n"
-        "    print('pending:', stops.signal.name, flush=True)\n"
+        "    while stopping.requested() is None:\n"
+        "        time.sleep(0.01)\n"
+        "    print('pending:', stopping.requested().name, flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(30)\n"
         "print('not stopped')\n")
