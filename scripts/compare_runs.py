@@ -11,8 +11,9 @@ import os
 from absl import app
 from absl import flags
 
+from cifar10_research import command  # The first of the project's imports: see command.py.
 from cifar10_research import plots, run_folder
-from cifar10_research.errors import UserError, reported_in_one_line
+from cifar10_research.errors import UserError
 
 flags.DEFINE_string("output", "comparison.png", "The PNG file to write.")
 FLAGS = flags.FLAGS
@@ -21,16 +22,15 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("name at least one run folder")
-    with reported_in_one_line():
-        histories = {os.path.basename(os.path.normpath(workdir)): run_folder.read_history(workdir)
-                     for workdir in argv[1:]}
-        try:
-            plots.save(plots.compare(histories), FLAGS.output)
-        except OSError as error:
-            raise UserError(f"cannot write {FLAGS.output} ({error.strerror}): pass a "
-                            f"writable --output") from None
+    histories = {os.path.basename(os.path.normpath(workdir)): run_folder.read_history(workdir)
+                 for workdir in argv[1:]}
+    try:
+        plots.save(plots.compare(histories), FLAGS.output)
+    except OSError as error:
+        raise UserError(f"cannot write {FLAGS.output} ({error.strerror}): pass a "
+                        f"writable --output") from None
     print(f"Wrote {FLAGS.output}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command.run(main, stopped="")

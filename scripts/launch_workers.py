@@ -5,6 +5,8 @@
 Everything after `--` goes to train.py. Each worker gets a free loopback
 port and its own TF_CONFIG; their output is streamed with a `[worker i]`
 prefix. If a worker fails, the others are stopped and this exits non-zero.
+Ctrl-C or SIGTERM to this process is sent on to every worker, which then stop
+together after a checkpoint, as on a cluster.
 On real machines, run train.py once per machine with that machine's TF_CONFIG
 instead (see the README).
 """
@@ -20,6 +22,10 @@ import time
 
 from absl import app
 from absl import flags
+
+from cifar10_research import command  # The first of the project's imports: see command.py.
+from cifar10_research import stopping
+from cifar10_research.errors import Interrupted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,9 +73,9 @@ def start_workers(num_workers: int, arguments: list[str]):
     processes, echoes = [], []
     for index in range(num_workers):
         env = {**os.environ, "TF_CONFIG": tf_config(addresses, index), "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # Its own session: signals reach it through this process.
             [sys.executable, os.path.join(ROOT, "train.py"), *arguments], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         echo = threading.Thread(target=stream, args=(index, process), daemon=True)
         echo.start()
         processes.append(process)
@@ -78,7 +84,8 @@ def start_workers(num_workers: int, arguments: list[str]):
 
 
 def wait_for_all(processes: list[subprocess.Popen]) -> tuple[int, list[int]]:
-    """Waits until every worker exits; on the first failure stops the rest.
+    """Waits until every worker exits; on the first failure stops the rest,
+    unless a signal asked them all to stop, which they do together.
 
     Returns the index of the failed worker (-1 when all succeeded) and those
     of the workers it stopped.
@@ -86,26 +93,26 @@ def wait_for_all(processes: list[subprocess.Popen]) -> tuple[int, list[int]]:
     while True:
         codes = [process.poll() for process in processes]
         failed = [index for index, code in enumerate(codes) if code not in (None, 0)]
-        if failed:
-            running = [index for index, code in enumerate(codes) if code is None]
+        running = [index for index, code in enumerate(codes) if code is None]
+        if failed and not stopping.requested():
             for index in running:
                 processes[index].kill()
             return failed[0], running
-        if all(code == 0 for code in codes):
-            return -1, []
+        if not running:
+            return (failed[0] if failed else -1), []
         time.sleep(0.2)
 
 
 def main(argv):
     processes, echoes = start_workers(FLAGS.num_workers, train_arguments(argv[1:]))
-    try:
+    with stopping.deferred(), stopping.forwarded_to(processes):
         failed, stopped = wait_for_all(processes)
-    except KeyboardInterrupt:
-        for process in processes:
-            process.kill()
-        raise
-    for echo in echoes:
-        echo.join()
+        for echo in echoes:
+            echo.join()
+        if signum := stopping.requested():
+            codes = ", ".join(str(process.returncode) for process in processes)
+            raise Interrupted(f"Stopped by {signum.name}, sent on to every worker (exit codes "
+                              f"{codes})", stopping.EXIT_CODES[signum])
     if failed >= 0:
         stopped_ones = (f"; stopped worker{'s' if len(stopped) > 1 else ''} "
                         f"{', '.join(map(str, stopped))}" if stopped else "")
@@ -115,4 +122,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command.run(main, stopped="")

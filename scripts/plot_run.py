@@ -7,22 +7,21 @@ import os
 
 from absl import app
 
+from cifar10_research import command  # The first of the project's imports: see command.py.
 from cifar10_research import plots, run_folder
-from cifar10_research.errors import reported_in_one_line
 
 
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("name at least one run folder")
-    with reported_in_one_line():
-        for workdir in argv[1:]:
-            history = run_folder.read_history(workdir)
-            for metric, name in (("accuracy", run_folder.ACCURACY_PLOT),
-                                 ("loss", run_folder.LOSS_PLOT)):
-                path = os.path.join(workdir, name)
-                plots.save(plots.curves(history, metric), path)
-                print(f"Wrote {path}")
+    for workdir in argv[1:]:
+        history = run_folder.read_history(workdir)
+        for metric, name in (("accuracy", run_folder.ACCURACY_PLOT),
+                             ("loss", run_folder.LOSS_PLOT)):
+            path = os.path.join(workdir, name)
+            plots.save(plots.curves(history, metric), path)
+            print(f"Wrote {path}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command.run(main, stopped="")

@@ -14,8 +14,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from cifar10_research import command  # The first of the project's imports: see command.py.
 from cifar10_research import predictor
-from cifar10_research.errors import reported_in_one_line
 
 flags.DEFINE_string("model", None, "The model.keras file or exported SavedModel folder.")
 flags.mark_flag_as_required("model")
@@ -25,12 +25,11 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("name at least one image")
-    with reported_in_one_line():
-        predict = predictor.load_model(FLAGS.model)
-        images = np.stack([predictor.read_image(path) for path in argv[1:]])
+    predict = predictor.load_model(FLAGS.model)
+    images = np.stack([predictor.read_image(path) for path in argv[1:]])
     for path, probabilities in zip(argv[1:], predict(images)):
         print(f"{path}: {predictor.top_classes(probabilities)}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    command.run(main, stopped=": nothing was written")

@@ -21,174 +21,37 @@ never looks at the test set.
 
 import os
 import re
-import shlex
-import statistics
-import subprocess
-import sys
 
-from absl import app
 from absl import flags
 
-from cifar10_research import plots, run_folder
-from cifar10_research.config import Config
-from cifar10_research.errors import UserError, reported_in_one_line
+from cifar10_research import command  # The first of the project's imports: see command.py.
+from cifar10_research.sweeping import (CURVES, RESULTS, parse_recipes, read_runs, run,
+                                       run_command, run_name, write_results)
 
-TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")
-RESULTS = "results.md"
-CURVES = "curves.png"
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds to run each recipe with.")
+flags.DEFINE_string("model_dir", "sweeps", "Root folder of the runs and the results.")
+flags.DEFINE_multi_string(
+    "recipe", None, 'A recipe: a flagfile such as recipes/tutorial.flags, or "NAME: '
+    'TRAIN.PY FLAGS", e.g. "quick: --epochs=2"; repeat the flag for each recipe.')
+flags.mark_flag_as_required("recipe")
+flags.register_validator(
+    "seeds", lambda seeds: bool(seeds) and all(re.fullmatch(r"\d+", s) for s in seeds),
+    message="--seeds must be comma-separated whole numbers, e.g. 0,1,2")
 FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    """Only when run as a script: train.py's flags, imported beside it in tests, share names."""
-    flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds to run each recipe with.")
-    flags.DEFINE_string("model_dir", "sweeps", "Root folder of the runs and the results.")
-    flags.DEFINE_multi_string(
-        "recipe", None, 'A recipe: a flagfile such as recipes/tutorial.flags, or "NAME: '
-        'TRAIN.PY FLAGS", e.g. "quick: --epochs=2"; repeat the flag for each recipe.')
-    flags.mark_flag_as_required("recipe")
-    flags.register_validator(
-        "seeds", lambda seeds: bool(seeds) and all(re.fullmatch(r"\d+", s) for s in seeds),
-        message="--seeds must be comma-separated whole numbers, e.g. 0,1,2")
-
-
-def parse_recipes(texts: list[str]) -> dict:
-    """{NAME: [FLAG, ...]} from recipe files and "NAME: FLAGS" texts, in the order given."""
-    recipes = {}
-    for text in texts:
-        name, recipe_flags = read_recipe_file(text) if text.endswith(".flags") else (
-            _parse_inline_recipe(text))
-        if name in recipes:
-            raise UserError(f"two recipes are named {name}: give each its own name")
-        recipes[name] = recipe_flags
-    return recipes
-
-
-def read_recipe_file(path: str) -> tuple[str, list[str]]:
-    """(file name without .flags, its flag lines) of a flagfile like recipes/tutorial.flags."""
-    try:
-        with open(path) as file:
-            lines = [line.strip() for line in file]
-    except OSError as error:
-        raise UserError(f"cannot read the recipe {path} ({error.strerror}): pass a flagfile "
-                        f"such as recipes/tutorial.flags, or \"NAME: FLAGS\"") from None
-    name = os.path.basename(path)[:-len(".flags")]
-    return name, [line for line in lines if line and not line.startswith("#")]
-
-
-def _parse_inline_recipe(text: str) -> tuple[str, list[str]]:
-    name, colon, rest = text.partition(":")
-    name = name.strip()
-    if not colon or not re.fullmatch(r"[\w.-]+", name):
-        raise UserError(f'--recipe="{text}" is not "NAME: FLAGS" with a NAME of letters, '
-                        f'digits, "_", "-" and ".", e.g. "tutorial: --epochs=10", nor a '
-                        f'recipes/*.flags file')
-    return name, shlex.split(rest)
-
-
-def run_name(recipe: str, seed: int) -> str:
-    return f"{recipe}-seed{seed}"
-
-
-def run_command(recipe_flags: list[str], seed: int, name: str, root: str,
-                extra: list[str]) -> list[str]:
-    """The train.py command line of recipe `name`'s run with `seed`."""
-    return [sys.executable, TRAIN, *recipe_flags, *extra, f"--seed={seed}",
-            f"--run_name={run_name(name, seed)}", f"--model_dir={root}"]
-
-
-def expected_epochs(command: list[str]) -> int:
-    """The epochs `command` asks for: its last --epochs=N, else train.py's default."""
-    epochs = [int(match[1]) for arg in command if (match := re.fullmatch(r"--epochs=(\d+)", arg))]
-    return epochs[-1] if epochs else Config().epochs
-
-
-def is_finished(workdir: str, epochs: int) -> bool:
-    """Whether the run trained all its epochs and wrote its final results."""
-    if run_folder.read_results(workdir) is None:
-        return False
-    return len(run_folder.read_history(workdir)["val_accuracy"]) == epochs
-
-
-def run(command: list[str], workdir: str) -> None:
-    """Runs `command`, unless `workdir` holds a run that finished all its epochs."""
-    if is_finished(workdir, expected_epochs(command)):
-        print(f"Reusing the finished run {workdir}", flush=True)
-        return
-    print(f"Running {shlex.join(command)}", flush=True)
-    code = subprocess.run(command).returncode
-    if code:
-        raise UserError(f"the run {workdir} failed with exit code {code} (its output is "
-                        f"above): fix the cause and rerun the sweep, which reuses finished runs")
-
-
-def read_runs(root: str, recipes: dict, seeds: list[int]) -> dict:
-    """{recipe: [(history, results) of each seed's run]}."""
-    runs = {}
-    for name in recipes:
-        runs[name] = []
-        for seed in seeds:
-            workdir = os.path.join(root, run_name(name, seed))
-            results = run_folder.read_results(workdir)
-            if results is None:
-                raise UserError(f"{workdir} has no {run_folder.RESULTS}: it has not finished; "
-                                f"rerun the sweep to finish it")
-            runs[name].append((run_folder.read_history(workdir), results))
-    return runs
-
-
-def _mean_and_std(values: list[float]) -> str:
-    spread = f"{statistics.stdev(values):.4f}" if len(values) > 1 else "n/a"
-    return f"{statistics.mean(values):.4f} ± {spread}"
-
-
-def results_table(recipes: dict, runs: dict) -> str:
-    """One Markdown row per recipe, ranked by mean validation accuracy."""
-    lines = ["| rank | recipe | flags | seeds | validated on | validation accuracy (mean ± std) "
-             "| test accuracy (mean ± std) | seconds per run |",
-             "|---|---|---|---|---|---|---|---|"]
-    ranked = sorted(runs.items(), key=lambda item: -statistics.mean(
-        results["val_accuracy"] for _, results in item[1]))
-    for rank, (name, seed_runs) in enumerate(ranked, 1):
-        validation = [results["val_accuracy"] for _, results in seed_runs]
-        test = [results["test_accuracy"] for _, results in seed_runs]
-        seconds = statistics.mean(sum(history["seconds"]) for history, _ in seed_runs)
-        recipe_flags = f"`{shlex.join(recipes[name])}`" if recipes[name] else "(defaults)"
-        lines.append(f"| {rank} | {name} | {recipe_flags} | {len(seed_runs)} | "
-                     f"{seed_runs[0][1]['val_data']} | {_mean_and_std(validation)} | "
-                     f"{_mean_and_std(test)} | {seconds:.0f} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_results(root: str, recipes: dict, runs: dict, extra: list[str]) -> None:
-    """results.md (the table, with the flags every run got) and curves.png in `root`."""
-    note = f"\nEvery run also got `{shlex.join(extra)}`.\n" if extra else ""
-    footnote = ("\nRanked by validation accuracy (the last epoch's); test accuracy is "
-                "reported beside it and chose nothing. A recipe validated on the test set "
-                "(--validation_split=0) measures the same images twice. std: sample standard "
-                "deviation over the seeds; seconds: the sum of a run's epoch times "
-                "(history.json), mean over the seeds.\n")
-    run_folder.write_text(os.path.join(root, RESULTS),
-                          results_table(recipes, runs) + note + footnote)
-    curves = {name: [history["val_accuracy"] for history, _ in seed_runs]
-              for name, seed_runs in runs.items()}
-    plots.save(plots.mean_curves(curves), os.path.join(root, CURVES))
 
 
 def main(argv):
     extra = argv[1:]
     root = FLAGS.model_dir
     seeds = [int(seed) for seed in FLAGS.seeds]
-    with reported_in_one_line():
-        recipes = parse_recipes(FLAGS.recipe)
-        for name, recipe_flags in recipes.items():
-            for seed in seeds:
-                run(run_command(recipe_flags, seed, name, root, extra),
-                    os.path.join(root, run_name(name, seed)))
-        write_results(root, recipes, read_runs(root, recipes, seeds), extra)
+    recipes = parse_recipes(FLAGS.recipe)
+    for name, recipe_flags in recipes.items():
+        for seed in seeds:
+            run(run_command(recipe_flags, seed, name, root, extra),
+                os.path.join(root, run_name(name, seed)))
+    write_results(root, recipes, read_runs(root, recipes, seeds), extra)
     print(f"Wrote {os.path.join(root, RESULTS)} and {os.path.join(root, CURVES)}")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    command.run(main, stopped="")

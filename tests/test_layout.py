@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 import flags
-from scripts import sweep
+from cifar10_research import sweeping
 from tests.conftest import ROOT
 
 
@@ -33,7 +33,7 @@ def test_every_recipe_is_a_flagfile_of_valid_settings(recipe):
         config = flags.to_config()
     finally:
         flags.FLAGS.unparse_flags()
-    name, recipe_flags = sweep.read_recipe_file(recipe)
+    name, recipe_flags = sweeping.read_recipe_file(recipe)
     assert name == os.path.basename(recipe)[:-len(".flags")]
     for line in recipe_flags:
         setting, _, value = line[2:].partition("=")

@@ -1,12 +1,16 @@
 import os
+import re
 import shlex
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
 from cifar10_research import run_folder
 from cifar10_research.errors import UserError
-from scripts import sweep
+from cifar10_research import sweeping
 from tests.conftest import ROOT, run_python
 
 
@@ -35,17 +39,17 @@ def _run_sweep(*args):
 
 
 def test_parses_recipes_in_order():
-    assert sweep.parse_recipes(["tutorial: --epochs=10 --batch_size=64", "plain:"]) == {
+    assert sweeping.parse_recipes(["tutorial: --epochs=10 --batch_size=64", "plain:"]) == {
         "tutorial": ["--epochs=10", "--batch_size=64"], "plain": []}
 
 
 def test_a_recipe_file_is_named_by_its_file_and_gives_its_flag_lines(tmp_path):
     (tmp_path / "quick.flags").write_text("# Two epochs.\n--epochs=2\n\n  --seed=3\n")
-    assert sweep.parse_recipes([str(tmp_path / "quick.flags"), "plain:"]) == {
+    assert sweeping.parse_recipes([str(tmp_path / "quick.flags"), "plain:"]) == {
         "quick": ["--epochs=2", "--seed=3"], "plain": []}
     with pytest.raises(UserError, match=r"cannot read the recipe .*missing.flags \(No such "
                                         r"file or directory\): pass a flagfile"):
-        sweep.parse_recipes([str(tmp_path / "missing.flags")])
+        sweeping.parse_recipes([str(tmp_path / "missing.flags")])
 
 
 @pytest.mark.parametrize("texts, message", [
@@ -55,29 +59,29 @@ def test_a_recipe_file_is_named_by_its_file_and_gives_its_flag_lines(tmp_path):
 ])
 def test_refuses_malformed_recipes(texts, message):
     with pytest.raises(UserError, match=message):
-        sweep.parse_recipes(texts)
+        sweeping.parse_recipes(texts)
 
 
 def test_a_run_is_train_py_with_the_recipe_then_the_shared_flags_then_its_own():
-    command = sweep.run_command(["--epochs=30", "--augment=flip_crop"], 2, "improved",
-                                "sweeps", ["--data_dir=data"])
+    command = sweeping.run_command(["--epochs=30", "--augment=flip_crop"], 2, "improved",
+                                   "sweeps", ["--data_dir=data"])
     assert command == [sys.executable, os.path.join(ROOT, "train.py"), "--epochs=30",
                        "--augment=flip_crop", "--data_dir=data", "--seed=2",
                        "--run_name=improved-seed2", "--model_dir=sweeps"]
 
 
 def test_the_expected_epochs_are_the_last_given_or_train_py_default():
-    assert sweep.expected_epochs(["train.py", "--epochs=30", "--epochs=2"]) == 2
-    assert sweep.expected_epochs(["train.py", "--batch_size=32"]) == 10
+    assert sweeping.expected_epochs(["train.py", "--epochs=30", "--epochs=2"]) == 2
+    assert sweeping.expected_epochs(["train.py", "--batch_size=32"]) == 10
 
 
 def test_only_a_run_with_all_its_epochs_and_its_results_is_finished(tmp_path):
     _write_run(tmp_path / "run", [0.5, 0.6])
     _write_run(tmp_path / "unfinished", [0.5, 0.6], finished=False)
-    assert sweep.is_finished(str(tmp_path / "run"), 2)
-    assert not sweep.is_finished(str(tmp_path / "run"), 3)
-    assert not sweep.is_finished(str(tmp_path / "unfinished"), 2)
-    assert not sweep.is_finished(str(tmp_path / "missing"), 2)
+    assert sweeping.is_finished(str(tmp_path / "run"), 2)
+    assert not sweeping.is_finished(str(tmp_path / "run"), 3)
+    assert not sweeping.is_finished(str(tmp_path / "unfinished"), 2)
+    assert not sweeping.is_finished(str(tmp_path / "missing"), 2)
 
 
 def test_the_table_ranks_by_validation_and_reports_test_beside_it(tmp_path):
@@ -87,8 +91,8 @@ def test_the_table_ranks_by_validation_and_reports_test_beside_it(tmp_path):
         _write_run(tmp_path / f"tutorial-seed{seed}", [0.5, final], 0.9, seconds=20.0)
         _write_run(tmp_path / f"improved-seed{seed}", [0.5, 0.6, final + 0.1],
                    0.7 + seed / 100, 30.0)
-    runs = sweep.read_runs(str(tmp_path), recipes, [0, 1, 2])
-    assert sweep.results_table(recipes, runs).splitlines() == [
+    runs = sweeping.read_runs(str(tmp_path), recipes, [0, 1, 2])
+    assert sweeping.results_table(recipes, runs).splitlines() == [
         "| rank | recipe | flags | seeds | validated on | validation accuracy (mean ± std) "
         "| test accuracy (mean ± std) | seconds per run |",
         "|---|---|---|---|---|---|---|---|",
@@ -100,15 +104,15 @@ def test_the_table_ranks_by_validation_and_reports_test_beside_it(tmp_path):
 
 def test_one_seed_has_no_std(tmp_path):
     _write_run(tmp_path / "plain-seed5", [0.61234], 0.59876)
-    runs = sweep.read_runs(str(tmp_path), {"plain": []}, [5])
-    assert sweep.results_table({"plain": []}, runs).splitlines()[-1] == (
+    runs = sweeping.read_runs(str(tmp_path), {"plain": []}, [5])
+    assert sweeping.results_table({"plain": []}, runs).splitlines()[-1] == (
         f"| 1 | plain | (defaults) | 1 | {VAL_DATA} | 0.6123 ± n/a | 0.5988 ± n/a | 10 |")
 
 
 def test_an_unfinished_run_is_named(tmp_path):
     _write_run(tmp_path / "plain-seed0", [0.6], finished=False)
     with pytest.raises(UserError, match="plain-seed0 has no results.json: it has not finished"):
-        sweep.read_runs(str(tmp_path), {"plain": []}, [0])
+        sweeping.read_runs(str(tmp_path), {"plain": []}, [0])
 
 
 @pytest.mark.slow
@@ -119,12 +123,12 @@ def test_a_resumed_sweep_reuses_finished_runs_and_writes_results(tmp_path):
                         "--recipe=quick: --epochs=2", "--", "--data_dir=nowhere")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Reusing the finished run") == 2
-    results = (tmp_path / sweep.RESULTS).read_text()
+    results = (tmp_path / sweeping.RESULTS).read_text()
     assert (f"| 1 | quick | `--epochs=2` | 2 | {VAL_DATA} | 0.5500 ± 0.0707 | 0.3000 ± 0.0000 "
             f"| 20 |") in results
     assert "Ranked by validation accuracy" in results
     assert "Every run also got `--data_dir=nowhere`." in results
-    png = (tmp_path / sweep.CURVES).read_bytes()
+    png = (tmp_path / sweeping.CURVES).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
 
 
@@ -136,6 +140,31 @@ def test_a_failed_run_ends_the_sweep_with_one_error_line(tmp_path):
     assert result.stderr.splitlines()[-1] == (
         f"error: the run {tmp_path}/bad-seed0 failed with exit code 1 (its output is above): "
         f"fix the cause and rerun the sweep, which reuses finished runs")
-    command = sweep.run_command(["--epochs=1"], 0, "bad", str(tmp_path), ["--no_such_flag=1"])
+    command = sweeping.run_command(["--epochs=1"], 0, "bad", str(tmp_path), ["--no_such_flag=1"])
     assert f"Running {shlex.join(command)}" in result.stdout
-    assert not (tmp_path / sweep.RESULTS).exists()
+    assert not (tmp_path / sweeping.RESULTS).exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweeps_run_once_and_the_rerun_resumes_it(tiny_data_dir, tmp_path):
+    """The run gets the Ctrl-C once, through the sweep, as a terminal sends it to
+    the sweep alone: it saves and stops; rerun, the sweep resumes it."""
+    arguments = [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"), "--seeds=0",
+                 f"--model_dir={tmp_path}", "--recipe=long: --epochs=30 --batch_size=8", "--",
+                 f"--data_dir={tiny_data_dir}"]
+    sweep = subprocess.Popen(arguments, cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "long-seed0" / run_folder.CHECKPOINTS / "checkpoint"
+    while sweep.poll() is None and not state.exists():
+        time.sleep(0.01)
+    sweep.send_signal(signal.SIGINT)
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130
+    run_stop, sweep_stop = stderr.splitlines()
+    assert re.fullmatch(r"Stopped by SIGINT after step \d+; saved .*ckpt-\d+\. Resume with: .*",
+                        run_stop)
+    assert sweep_stop == (f"Stopped by SIGINT during the run {tmp_path}/long-seed0: rerun the "
+                          f"sweep to go on (it reuses finished runs and resumes this one)")
+    rerun = subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Resuming " in rerun.stdout and (tmp_path / sweeping.RESULTS).exists()
