@@ -10,10 +10,19 @@ import pytest
 from tests.conftest import ROOT
 from tests.test_cluster import assert_trained_together, slurm_step, two_free_ports
 
+SCRIPT = os.path.join(ROOT, "scripts/slurm/train.sbatch")
+
+
+def test_the_sbatch_defaults_ask_for_no_gpu():
+    """So that the script runs as it is on a CPU-only node; the README says how
+    to ask for GPUs on sbatch's command line."""
+    options = [line.split()[1] for line in open(SCRIPT) if line.startswith("#SBATCH")]
+    assert not [option for option in options if "gpu" in option or "gres" in option]
+    assert {"--nodes=1", "--ntasks-per-node=2"} <= set(options)
+
 
 def test_the_sbatch_script_is_valid_bash():
-    result = subprocess.run(["bash", "-n", os.path.join(ROOT, "scripts/slurm/train.sbatch")],
-                            capture_output=True, text=True)
+    result = subprocess.run(["bash", "-n", SCRIPT], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
@@ -32,8 +41,7 @@ def test_the_sbatch_script_trains_one_run_over_its_tasks(tiny_data_dir, tmp_path
     environment = {name: value for name, value in os.environ.items()
                    if name != "TF_CONFIG" and not name.startswith("SLURM_")}
     result = subprocess.run(
-        ["bash", os.path.join(ROOT, "scripts/slurm/train.sbatch"), "--epochs=1",
-         "--batch_size=16"],
+        ["bash", SCRIPT, "--epochs=1", "--batch_size=16"],
         env={**environment, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
              "SLURM_SUBMIT_DIR": ROOT, "PYTHON": sys.executable, "DATA_DIR": tiny_data_dir,
              "MODEL_DIR": str(tmp_path / "runs"), "PORT_BASE": str(two_free_ports()),
