@@ -1,5 +1,5 @@
 """scripts/slurm/train.sbatch as Slurm runs it: the commands it runs, with stand-ins
-for srun and python that record them, and one run trained by two real tasks."""
+for srun and python3 that record them, and one run trained by two real tasks."""
 
 import os
 import subprocess
@@ -37,11 +37,11 @@ def calls(program: str) -> list[list[str]]:
 @pytest.fixture
 def job(tmp_path):
     """Runs the script as Slurm runs job 4242 submitted from the repository, with
-    stand-ins for srun and python first on the PATH: job(*arguments, **variables)
-    returns the finished bash process."""
+    stand-ins for srun and python3 (and python, which it must not run) first on the
+    PATH: job(*arguments, **variables) returns the finished bash process."""
     stand_ins = tmp_path / "bin"
     stand_ins.mkdir()
-    for name in ("srun", "python"):
+    for name in ("srun", "python3", "python"):
         stand_in(stand_ins, name)
     environment = {name: value for name, value in os.environ.items()
                    if name not in ("PYTHON", "DATA_DIR", "MODEL_DIR", "RUN_NAME", "PORT_BASE")
@@ -52,7 +52,7 @@ def job(tmp_path):
             ["bash", SCRIPT, *arguments], capture_output=True, text=True, timeout=60,
             env={**environment, "PATH": f"{stand_ins}:{os.environ['PATH']}",
                  "SLURM_JOB_ID": "4242", "SLURM_SUBMIT_DIR": ROOT, **variables})
-    run.srun, run.python = str(stand_ins / "srun"), str(stand_ins / "python")
+    run.srun, run.python3 = str(stand_ins / "srun"), str(stand_ins / "python3")
     return run
 
 
@@ -72,8 +72,8 @@ def test_the_folders_and_run_name_given_after_the_script_are_used_once(job, tmp_
                               else [f"--{name}", value])]
     result = job("--epochs=2", *arguments, "--batch_size=8")
     assert result.returncode == 0, result.stderr
-    assert [call[2:] for call in calls(job.python)] == [[data_dir]]  # The data step.
-    assert calls(job.srun) == [srun_command("python", data_dir, model_dir, "slurm-4100")
+    assert [call[2:] for call in calls(job.python3)] == [["python3", data_dir]]  # Data step.
+    assert calls(job.srun) == [srun_command("python3", data_dir, model_dir, "slurm-4100")
                                + ["--epochs=2", "--batch_size=8"]]
 
 
@@ -85,14 +85,46 @@ def test_the_folders_and_run_name_default_to_the_variables_or_the_submit_folder(
         job, variables, folders):
     result = job("--epochs=2", **variables)
     assert result.returncode == 0, result.stderr
-    assert [call[2:] for call in calls(job.python)] == [[folders[0]]]
-    assert calls(job.srun) == [srun_command("python", *folders) + ["--epochs=2"]]
+    assert [call[2:] for call in calls(job.python3)] == [["python3", folders[0]]]
+    assert calls(job.srun) == [srun_command("python3", *folders) + ["--epochs=2"]]
+
+
+def test_python_is_python3_or_the_one_named_by_the_python_variable(job, tmp_path):
+    python = stand_in(tmp_path, "venv-python")
+    result = job("--epochs=2", PYTHON=python)
+    assert result.returncode == 0, result.stderr
+    assert calls(job.python3) == [] and len(calls(python)) == 1
+    (srun,) = calls(job.srun)
+    assert srun[srun.index("train.py") - 1] == python
 
 
 def test_a_folder_flag_without_its_value_is_refused_in_one_line(job):
     result = job("--epochs=2", "--data_dir")
     assert (result.returncode, result.stderr) == (1, "error: --data_dir needs a value\n")
-    assert calls(job.python) == calls(job.srun) == []
+    assert calls(job.python3) == calls(job.srun) == []
+
+
+def test_a_python_without_the_projects_packages_is_named_in_one_line(job, tmp_path):
+    bare = tmp_path / "bare-python"  # No site-packages, no current folder on its path.
+    bare.write_text(f'#!/bin/bash\nexec "{sys.executable}" -I -S "$@"\n')
+    bare.chmod(0o755)
+    result = job("--epochs=2", PYTHON=str(bare))
+    assert result.returncode == 1 and calls(job.srun) == []
+    assert result.stderr.startswith(f"error: {bare} cannot import the project (No module named ")
+    assert result.stderr.endswith(": activate its environment before sbatch, or set PYTHON "
+                                  "to a python that has it\n")
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_the_data_step_reads_the_data_dir_given_and_fails_in_one_line(job, tmp_path):
+    not_a_folder = tmp_path / "cifar.zip"
+    not_a_folder.write_text("")
+    result = job(f"--data_dir={not_a_folder}", PYTHON=sys.executable)
+    assert (result.returncode, result.stderr) == (1, (
+        f"error: --data_dir={not_a_folder} is a file, not a folder: pass the folder that "
+        f"holds cifar-10-batches-py/ or cifar-10-python.tar.gz\n"))
+    assert calls(job.srun) == []
 
 
 def test_the_sbatch_defaults_ask_for_no_gpu():
