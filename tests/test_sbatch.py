@@ -58,7 +58,7 @@ def job(tmp_path):
 
 def srun_command(python: str, data_dir: str, model_dir: str, run_name: str) -> list[str]:
     """srun's arguments in job 4242: its options, then train.py's command line."""
-    return ["--kill-on-bad-exit=1", "--cpus-per-task=1", python, "train.py",
+    return ["--label", "--kill-on-bad-exit=1", "--cpus-per-task=1", python, "train.py",
             "--strategy=auto", PORT_BASE, f"--data_dir={data_dir}",
             f"--model_dir={model_dir}", f"--run_name={run_name}"]
 
