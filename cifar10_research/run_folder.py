@@ -88,14 +88,18 @@ def refuse_stale(workdir: str) -> None:
                         f"to resume from: choose another --run_name or --model_dir")
 
 
-def write_whole(path: str, write, partial_suffix: str = ".tmp") -> None:
-    """`write(partial path)`, then the partial file or folder renamed to `path`.
+def write_whole(path: str, write, partial_suffix: str = ".tmp", folder: bool = False) -> None:
+    """`write(partial path)`, then the partial file (or `folder`) renamed to `path`.
 
     A kill leaves `path` as it was. A failure (a full disk) also removes the
-    partial one and ends in one line naming the path and the cause.
+    partial one and ends in one line naming the path and the cause. A folder
+    is replaced only by a folder, a file only by a file: a file given the
+    path of a folder (`--output=runs/`) is refused, and the folder kept.
     """
     partial = path + partial_suffix
-    _remove(partial)
+    for existing in (path, partial):
+        _refuse_other_kind(existing, folder)
+    _remove(partial)  # Debris of a write cut short.
     try:
         write(partial)
     except (OSError, tf.errors.OpError) as error:
@@ -107,10 +111,19 @@ def write_whole(path: str, write, partial_suffix: str = ".tmp") -> None:
     os.replace(partial, path)
 
 
+def _refuse_other_kind(path: str, folder: bool) -> None:
+    if os.path.isdir(path) and not folder:
+        raise UserError(f"{path} is a folder, not a file: it is left as it is; write "
+                        f"elsewhere, e.g. to a file inside it")
+    if os.path.lexists(path) and not os.path.isdir(path) and folder:
+        raise UserError(f"{path} is a file, not a folder: it is left as it is; move it away "
+                        f"and rerun the same command")
+
+
 def _remove(path: str) -> None:
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
-    elif os.path.exists(path):
+    elif os.path.lexists(path):
         os.remove(path)
 
 
