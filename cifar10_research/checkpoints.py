@@ -1,7 +1,10 @@
-"""A run's checkpoints: written safely, restored with a fallback."""
+"""A run's checkpoints: written safely, restored with a fallback, their index repaired."""
 
+import contextlib
 import glob
+import logging
 import os
+import re
 import shutil
 import sys
 
@@ -24,10 +27,8 @@ class Checkpoints:
         """Restores from `restore_dir` and saves into `save_dir` (the same but on
         the non-chief workers of a multi-worker run)."""
         self._checkpoint = checkpoint
-        self._save_dir = save_dir
+        self._restore_dir, self._save_dir = restore_dir, save_dir
         self._saver = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=keep)
-        self._restorer = self._saver if restore_dir == save_dir else (
-            tf.train.CheckpointManager(checkpoint, restore_dir, max_to_keep=keep))
 
     def latest(self) -> str | None:
         return self._saver.latest_checkpoint
@@ -66,15 +67,16 @@ class Checkpoints:
         An unreadable checkpoint (truncated, corrupt) is reported and skipped
         for the one before it. One that reads but does not fit the model stops.
         """
-        for path in reversed(self._restorer.checkpoints):
+        paths = listed(self._restore_dir)
+        for path in reversed(paths):
             try:
                 self.restore(path)
                 return path
             except (tf.errors.OpError, IndexError) as error:  # IndexError: a truncated file.
                 print(f"warning: checkpoint {path} is unreadable ({first_line(error)}); "
                       f"trying the one before it", file=sys.stderr)
-        if self._restorer.checkpoints:
-            raise UserError(f"no checkpoint in {self._restorer.directory} can be read: "
+        if paths:
+            raise UserError(f"no checkpoint in {self._restore_dir} can be read: "
                             f"delete the folder to start the run again")
         return None
 
@@ -86,6 +88,52 @@ class Checkpoints:
             raise UserError(f"checkpoint {path} does not fit this model ({first_line(error)}): "
                             f"it comes from a different model or code; use another "
                             f"--run_name") from None
+
+
+def listed(directory: str) -> list[str]:
+    """The checkpoints in `directory`, oldest first: as its index (the file
+    `checkpoint`) names them or, where that is missing or unreadable, as found."""
+    with _tensorflow_warnings_hidden():  # Two lines for an unreadable index.
+        state = tf.train.get_checkpoint_state(directory)
+    return list(state.all_model_checkpoint_paths) if state else on_disk(directory)
+
+
+def on_disk(directory: str) -> list[str]:
+    """The complete checkpoints in `directory` (those with an index file), oldest first."""
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    steps = sorted(int(match[1]) for name in names
+                   if (match := re.fullmatch(r"ckpt-(\d+)\.index", name)))
+    return [os.path.join(directory, f"ckpt-{step}") for step in steps]
+
+
+def repair_checkpoint_folder(directory: str) -> None:
+    """Readies the checkpoint folder of a run about to train (under its lock):
+    removes what saves cut short left (`ckpt-N_temp*`) and rebuilds a missing
+    or unreadable index from the checkpoints there, saying so in one line."""
+    for partial in glob.glob(os.path.join(directory, "ckpt-*_temp*")):
+        shutil.rmtree(partial) if os.path.isdir(partial) else os.remove(partial)
+    with _tensorflow_warnings_hidden():
+        state = tf.train.get_checkpoint_state(directory)
+    found = on_disk(directory)
+    if state or not found:
+        return
+    with _tensorflow_warnings_hidden():  # A deprecation: the index is the manager's job.
+        tf.compat.v1.train.update_checkpoint_state(
+            directory, os.path.basename(found[-1]), [os.path.basename(path) for path in found])
+    print(f"warning: {os.path.join(directory, 'checkpoint')}, the index of the checkpoints, "
+          f"was missing or unreadable: rebuilt it from the {len(found)} checkpoints there, "
+          f"the latest {found[-1]}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _tensorflow_warnings_hidden():
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def model_weights(path: str) -> list:

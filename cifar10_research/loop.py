@@ -19,7 +19,7 @@ import tensorflow as tf
 import data
 from cifar10_research import (dataset, distribute, divergence, finish, metrics, periodic,
                               progress, resume, run_folder)
-from cifar10_research.checkpoints import Checkpoints
+from cifar10_research.checkpoints import Checkpoints, repair_checkpoint_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import Interrupted, UserError
 from cifar10_research.learner import Learner
@@ -33,12 +33,11 @@ def train_and_evaluate(config: Config, workdir: str, *,
                        cifar: dataset.Cifar10 | None = None) -> dict:
     """Trains, evaluates after every epoch and fills the run folder `workdir`.
 
-    A run folder that holds checkpoints is resumed from the latest one; a
-    finished one reports its saved results. `strategy` and `cifar` default to those
-    the config names; tests pass their own. Returns the history, the test
-    results and the weights' fingerprint. Every worker runs this; only the
-    chief writes into `workdir`, the others write into a temporary folder
-    that is removed at the end.
+    A run folder that holds checkpoints is resumed from the latest one (its
+    index rebuilt if lost); a finished one reports its saved results. `strategy`
+    and `cifar` default to those the config names; tests pass their own. Returns
+    the history, the test results and the weights' fingerprint. Every worker runs
+    this; only the chief writes into `workdir`, the others into a temporary folder.
     """
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -51,6 +50,7 @@ def train_and_evaluate(config: Config, workdir: str, *,
         cifar = cifar or dataset.load_cifar10(config.data_dir)
         run_folder.prepare(write_dir)
         with run_folder.locked(write_dir):  # Each worker's own folder: the chief's is the run's.
+            repair_checkpoint_folder(resume.checkpoint_dir(write_dir))
             return TrainingLoop(config, workdir, strategy, cifar, write_dir).run()
     finally:
         if not chief:

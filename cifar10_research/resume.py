@@ -10,9 +10,7 @@ import os
 import shlex
 import sys
 
-import tensorflow as tf
-
-from cifar10_research import run_folder
+from cifar10_research import checkpoints, run_folder
 from cifar10_research.config import NETWORK_SETTINGS, Config, parse_flagfile
 from cifar10_research.errors import UserError
 
@@ -26,7 +24,7 @@ def command(workdir: str) -> str:
 
 
 def has_checkpoint(workdir: str) -> bool:
-    return tf.train.get_checkpoint_state(checkpoint_dir(workdir)) is not None
+    return bool(checkpoints.listed(checkpoint_dir(workdir)))
 
 
 def checkpoint_dir(workdir: str) -> str:

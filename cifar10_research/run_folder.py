@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 
 import tensorflow as tf
 
@@ -78,14 +79,25 @@ def locked(workdir: str):
 
 
 def refuse_stale(workdir: str) -> None:
-    """Refuses a run folder holding a finished run's results but no checkpoint.
+    """Refuses a run folder without checkpoints that holds a finished run's results
+    or the history of several epochs: starting again would overwrite them.
 
-    A history without a checkpoint is a run whose first checkpoint failed (it
-    is written after the epoch's history): that run starts again.
+    A history of one epoch is a run whose first checkpoint failed (it is
+    written after the epoch's history): that run starts again, and says so.
     """
     if os.path.exists(os.path.join(workdir, RESULTS)):
         raise UserError(f"{workdir} holds the results of a finished run but no checkpoint "
                         f"to resume from: choose another --run_name or --model_dir")
+    epochs = len(read_history(workdir)["loss"]) if os.path.exists(
+        os.path.join(workdir, HISTORY)) else 0
+    if epochs > 1:
+        raise UserError(f"{workdir} holds the history of {epochs} epochs but no checkpoint to "
+                        f"resume from: put its checkpoints/ back (ckpt-N.index and .data "
+                        f"files), or pick another --run_name")
+    if epochs:
+        print(f"warning: {workdir} holds the history of 1 epoch but no checkpoint (its first "
+              f"one was never written): the run starts again from its first step",
+              file=sys.stderr)
 
 
 def write_whole(path: str, write, partial_suffix: str = ".tmp", folder: bool = False) -> None:

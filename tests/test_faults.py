@@ -65,7 +65,7 @@ def test_weights_that_diverge_under_a_finite_loss_are_never_saved(tmp_path, monk
 
 
 def test_a_first_checkpoint_on_a_full_disk_leaves_no_debris_and_the_run_starts_again(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, capsys):
     workdir = tmp_path / "full"
     real_save = tf.train.CheckpointManager.save
 
@@ -80,7 +80,11 @@ def test_a_first_checkpoint_on_a_full_disk_leaves_no_debris_and_the_run_starts_a
         train_tiny(workdir, checkpoint_every_n_steps=0)
     assert os.listdir(workdir / "checkpoints") == []
     monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    capsys.readouterr()
     assert len(train_tiny(workdir, checkpoint_every_n_steps=0)["history"]["loss"]) == 2
+    assert capsys.readouterr().err == (
+        f"warning: {workdir} holds the history of 1 epoch but no checkpoint (its first one was "
+        f"never written): the run starts again from its first step\n")
 
 
 def test_an_export_on_a_full_disk_leaves_nothing_half_written_and_a_rerun_finishes(

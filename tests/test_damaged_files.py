@@ -1,0 +1,53 @@
+"""Run folders whose files were deleted, damaged or edited by hand: each is repaired
+or refused in one line naming the file, never restarted silently, in-process."""
+
+import json
+import os
+
+import pytest
+
+from cifar10_research import run_folder
+from cifar10_research.errors import UserError
+from tests.conftest import train_tiny
+
+
+def checkpoint_names(workdir):
+    return sorted(os.listdir(workdir / run_folder.CHECKPOINTS))
+
+
+@pytest.mark.parametrize("damage", [os.remove, lambda path: open(path, "w").write("garbage {")])
+def test_a_lost_checkpoint_index_is_rebuilt_and_the_run_resumes_checked(tmp_path, capsys,
+                                                                        damage):
+    workdir = tmp_path / "run"
+    train_tiny(workdir, epochs=1, checkpoint_every_n_steps=3)  # ckpt-3, ckpt-6, ckpt-8.
+    damage(str(workdir / run_folder.CHECKPOINTS / "checkpoint"))
+    (workdir / run_folder.CHECKPOINTS / "ckpt-9_temp").mkdir()  # A save cut short.
+    capsys.readouterr()
+    with pytest.raises(UserError, match=r"was started with other settings: --epochs \(was 1, "
+                                        r"now 2\)"):
+        train_tiny(workdir, checkpoint_every_n_steps=3)
+    folder = workdir / run_folder.CHECKPOINTS
+    assert capsys.readouterr().err == (
+        f"warning: {folder}/checkpoint, the index of the checkpoints, was missing or "
+        f"unreadable: rebuilt it from the 3 checkpoints there, the latest {folder}/ckpt-8\n")
+    assert "ckpt-9_temp" not in checkpoint_names(workdir)
+    results = train_tiny(workdir, checkpoint_every_n_steps=3, force=True)
+    assert "ckpt-8: epoch 2, after step 0 of 8" in capsys.readouterr().out
+    assert len(results["history"]["loss"]) == 2
+    assert "--epochs=2\n" in (workdir / run_folder.FLAGFILE).read_text()
+
+
+def test_a_history_without_any_checkpoint_is_refused_and_kept(tmp_path):
+    workdir = tmp_path / "run"
+    train_tiny(workdir)
+    os.remove(workdir / run_folder.RESULTS)
+    history = (workdir / run_folder.HISTORY).read_text()
+    for name in checkpoint_names(workdir):
+        os.remove(workdir / run_folder.CHECKPOINTS / name)
+    with pytest.raises(UserError) as refused:
+        train_tiny(workdir)
+    assert str(refused.value) == (
+        f"{workdir} holds the history of 2 epochs but no checkpoint to resume from: put its "
+        f"checkpoints/ back (ckpt-N.index and .data files), or pick another --run_name")
+    assert (workdir / run_folder.HISTORY).read_text() == history
+    assert json.loads(history)["loss"]
