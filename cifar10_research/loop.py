@@ -85,12 +85,11 @@ class TrainingLoop:
             self.epoch_sums = tf.Variable(tf.zeros([2, 3], tf.float64), trainable=False)
             self.epoch_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.epoch_started = time.perf_counter()
-        checkpoint = tf.train.Checkpoint(epoch_sums=self.epoch_sums,
-                                         epoch_seconds=self.epoch_seconds,
-                                         **self.learner.checkpointed())
+        checkpointed = dict(epoch_sums=self.epoch_sums, epoch_seconds=self.epoch_seconds,
+                            **self.learner.checkpointed())
         # Every worker resumes from the chief's checkpoints (a shared folder
         # on several machines); each saves into its own write_dir.
-        self.checkpoints = Checkpoints(checkpoint, resume.checkpoint_dir(workdir),
+        self.checkpoints = Checkpoints(checkpointed, resume.checkpoint_dir(workdir),
                                        resume.checkpoint_dir(self.write_dir),
                                        config.keep_checkpoints)
         self.val_data = (f"{len(self.validation):,} held-out training images"
