@@ -21,10 +21,18 @@ from cifar10_research.errors import UserError
      "--profile_steps must be START,END with 1 <= START <= END, e.g. 50,60"),
     ("warmup_epochs", 11, "--warmup_epochs cannot exceed --epochs"),
     ("mode", "eval", "--mode=eval needs --run_name: the run folder to evaluate"),
+    ("num_cpu_devices", 17, "--num_cpu_devices must be 1 to 16: TensorFlow's mirrored "
+                            "training over 32 logical CPUs hung when measured"),
+    ("num_cpu_devices", 0, "--num_cpu_devices must be 1 to 16: TensorFlow's mirrored "
+                           "training over 32 logical CPUs hung when measured"),
 ])
 def test_a_value_its_declaration_refuses_is_one_user_error(setting, value, message):
     with pytest.raises(UserError, match=f"^{message}$"):
         Config(**{setting: value})
+
+
+def test_sixteen_cpu_devices_are_allowed():
+    assert Config(num_cpu_devices=16).num_cpu_devices == 16
 
 
 def test_the_flagfile_leaves_out_settings_of_one_command():
