@@ -52,6 +52,13 @@ def define_flags() -> None:
         message="--seeds must be comma-separated whole numbers, e.g. 0,1,2")
 
 
+def refuse_repeated_seeds(seeds: list[int]) -> None:
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise UserError(f"--seeds names {', '.join(map(str, repeated))} more than once: a run "
+                        f"counted twice would shrink the std; give each seed once")
+
+
 def parse_recipes(texts: list[str]) -> dict:
     """{NAME: [FLAG, ...]} from recipe files and "NAME: FLAGS" texts, in the order given."""
     recipes = {}
@@ -180,6 +187,7 @@ def main(argv):
     root = FLAGS.model_dir
     seeds = [int(seed) for seed in FLAGS.seeds]
     with reported_in_one_line():
+        refuse_repeated_seeds(seeds)
         recipes = parse_recipes(FLAGS.recipe)
         for name, recipe_flags in recipes.items():
             for seed in seeds:
