@@ -186,15 +186,36 @@ def read_history(workdir: str, epochs: int | None = None) -> dict:
         raise UserError(f"cannot read {path} ({error.strerror}): {advice}") from None
     except ValueError:
         raise UserError(f"{path} is not valid JSON: it was edited or damaged") from None
-    missing = [key for key in HISTORY_KEYS if key not in history]
-    if missing:
-        raise UserError(f"{path} lacks {', '.join(missing)}: it is not a history "
-                        f"written by train.py")
+    if problem := _history_problem(history):
+        raise UserError(f"{path} {problem}: it was edited or damaged")
     if epochs is not None and any(len(history[key]) < epochs for key in HISTORY_KEYS):
         raise UserError(f"{path} holds fewer epochs than the checkpoint ({epochs}): it "
                         f"was edited or damaged; choose another --run_name")
     return {**{key: history[key][:epochs] for key in HISTORY_KEYS},
             "val_data": history.get("val_data", TEST_SET)}  # Older runs validated on it.
+
+
+def _history_problem(history) -> str | None:
+    """What shows that train.py did not write `history` as it is, or None."""
+    kinds = {int: "a number", float: "a number", type(None): "null", list: "a list", str: "a text"}
+    if not isinstance(history, dict):
+        return f"holds {kinds.get(type(history), 'a value')}, not a history written by train.py"
+    if missing := [key for key in HISTORY_KEYS if key not in history]:
+        return f"lacks {', '.join(missing)}"
+    if bad := [key for key in HISTORY_KEYS if not _numbers(history[key])]:
+        return f'holds an entry "{bad[0]}" that is not a list of numbers'
+    if len({len(history[key]) for key in HISTORY_KEYS}) > 1:
+        return "holds lists of different lengths (" + ", ".join(
+            f"{key} {len(history[key])}" for key in HISTORY_KEYS
+            if key == "loss" or len(history[key]) != len(history["loss"])) + ")"
+    if not isinstance(history.get("val_data", TEST_SET), str):
+        return 'holds an entry "val_data" that is not a text'
+    return None
+
+
+def _numbers(values) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(value, (int, float)) and not isinstance(value, bool) for value in values)
 
 
 # What a finished run leaves besides results.json, which is written after them.

@@ -51,3 +51,38 @@ def test_a_history_without_any_checkpoint_is_refused_and_kept(tmp_path):
         f"checkpoints/ back (ckpt-N.index and .data files), or pick another --run_name")
     assert (workdir / run_folder.HISTORY).read_text() == history
     assert json.loads(history)["loss"]
+
+
+GOOD_HISTORY = {"loss": [1.5, 1.2], "accuracy": [0.45, 0.58], "val_loss": [1.3, 1.1],
+                "val_accuracy": [0.54, 0.61], "seconds": [20.0, 14.0], "val_data": "the test set"}
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("5", "holds a number, not a history written by train.py"),
+    ("null", "holds null, not a history written by train.py"),
+    ("[1, 2]", "holds a list, not a history written by train.py"),
+    (json.dumps({**GOOD_HISTORY, "loss": {"1": 1.5}}),
+     'holds an entry "loss" that is not a list of numbers'),
+    (json.dumps({**GOOD_HISTORY, "accuracy": [0.45, "0.58"]}),
+     'holds an entry "accuracy" that is not a list of numbers'),
+    (json.dumps({**GOOD_HISTORY, "seconds": [20.0, True]}),
+     'holds an entry "seconds" that is not a list of numbers'),
+    (json.dumps({**GOOD_HISTORY, "val_loss": [1.3]}),
+     "holds lists of different lengths (loss 2, val_loss 1)"),
+    (json.dumps({**GOOD_HISTORY, "val_data": 3}), 'holds an entry "val_data" that is not a text'),
+], ids=["number", "null", "list", "dict", "string", "bool", "lengths", "val_data"])
+def test_a_damaged_history_is_named_in_one_line(tmp_path, content, problem):
+    (tmp_path / run_folder.HISTORY).write_text(content)
+    with pytest.raises(UserError) as refused:
+        run_folder.read_history(str(tmp_path))
+    assert str(refused.value) == (f"{tmp_path}/history.json {problem}: it was edited or "
+                                  f"damaged")
+
+
+def test_a_run_resumed_over_a_damaged_history_names_it(tmp_path):
+    workdir = tmp_path / "run"
+    train_tiny(workdir, epochs=1)
+    (workdir / run_folder.HISTORY).write_text(json.dumps({**GOOD_HISTORY, "loss": [None]}))
+    with pytest.raises(UserError, match=r'history.json holds an entry "loss" that is not a '
+                                        r'list of numbers: it was edited or damaged'):
+        train_tiny(workdir, force=True)
