@@ -13,7 +13,7 @@ import os
 from absl import flags
 
 from cifar10_research import run_folder
-from cifar10_research.config import CROSS_CHECKS, NETWORK_SETTINGS, Config, parse_flagfile
+from cifar10_research.config import CROSS_CHECKS, NETWORK_SETTINGS, Config, parse_saved_flags
 
 FLAGS = flags.FLAGS
 _DEFINE_BY_TYPE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
@@ -59,11 +59,12 @@ def to_config(flag_values: flags.FlagValues = FLAGS) -> Config:
 
 
 def _saved_settings(model_dir: str, run_name: str) -> dict[str, str]:
-    """{name: value} from the run's flags.txt, or {} for a new run."""
+    """{name: value} from the run's flags.txt (a setting it lacks as its default),
+    or {} for a new run."""
     path = os.path.join(model_dir, run_name, run_folder.FLAGFILE)
     if not os.path.isfile(path):
         return {}
-    return parse_flagfile(run_folder.read_text(path))
+    return parse_saved_flags(run_folder.read_text(path), path)
 
 
 define_flags()

@@ -11,7 +11,7 @@ import shlex
 import sys
 
 from cifar10_research import checkpoints, run_folder
-from cifar10_research.config import NETWORK_SETTINGS, Config, parse_flagfile
+from cifar10_research.config import NETWORK_SETTINGS, Config, parse_saved_flags
 from cifar10_research.errors import UserError
 
 
@@ -31,13 +31,15 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, run_folder.CHECKPOINTS)
 
 
-def saved_flags(workdir: str) -> str:
-    return run_folder.read_text(os.path.join(workdir, run_folder.FLAGFILE))
+def saved_settings(workdir: str) -> dict[str, str]:
+    """The run's settings, from its flags.txt (see config.parse_saved_flags)."""
+    path = os.path.join(workdir, run_folder.FLAGFILE)
+    return parse_saved_flags(run_folder.read_text(path), path)
 
 
 def refuse_other_network(config: Config, workdir: str) -> None:
     """Refuses settings under which the run's checkpoints cannot be read."""
-    changed = config.changes_from(saved_flags(workdir), NETWORK_SETTINGS)
+    changed = config.changes_from(saved_settings(workdir), NETWORK_SETTINGS)
     if changed:
         raise UserError(f"{workdir} holds checkpoints of another network: {', '.join(changed)}; "
                         f"leave these flags out to use the run's own, or pick another "
@@ -49,7 +51,7 @@ def refuse_changed_settings(config: Config, workdir: str) -> None:
     if not has_checkpoint(workdir):
         return
     refuse_other_network(config, workdir)
-    changed = config.changes_from(saved_flags(workdir))
+    changed = config.changes_from(saved_settings(workdir))
     if changed and not config.force:
         flagfile = os.path.join(workdir, run_folder.FLAGFILE)
         raise UserError(f"{workdir} was started with other settings: {', '.join(changed)}; "
@@ -65,7 +67,7 @@ def step_in_batches_of(config: Config, workdir: str, checkpoint: str, step: int,
     done stay done. In the middle of an epoch the position is a count of old
     batches, which no count of new ones matches.
     """
-    saved_batch_size = int(parse_flagfile(saved_flags(workdir))["batch_size"])
+    saved_batch_size = int(saved_settings(workdir)["batch_size"])
     if saved_batch_size == config.batch_size:
         return step
     epochs_done, steps_done = divmod(step, train_images // saved_batch_size)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cifar10_research.config import Config
+from cifar10_research.config import Config, parse_saved_flags
 from cifar10_research.errors import UserError
 
 
@@ -44,7 +44,8 @@ def test_the_flagfile_leaves_out_settings_of_one_command():
 
 
 def test_only_settings_that_change_what_is_computed_count_as_changes():
-    saved = Config(epochs=2, model="wide_cnn", data_dir="/a", log_every_n_steps=5).to_flagfile()
+    saved = parse_saved_flags(Config(epochs=2, model="wide_cnn", data_dir="/a",
+                                     log_every_n_steps=5).to_flagfile(), "flags.txt")
     now = Config(epochs=3, model="wide_cnn", data_dir="/b", log_every_n_steps=7)
     assert now.changes_from(saved) == ["--epochs (was 2, now 3)"]
     assert now.changes_from(saved, ["model", "data_dir"]) == ["--data_dir (was /a, now /b)"]

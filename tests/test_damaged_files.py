@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+import flags
 from cifar10_research import run_folder
 from cifar10_research.errors import UserError
 from tests.conftest import train_tiny
@@ -86,3 +87,40 @@ def test_a_run_resumed_over_a_damaged_history_names_it(tmp_path):
     with pytest.raises(UserError, match=r'history.json holds an entry "loss" that is not a '
                                         r'list of numbers: it was edited or damaged'):
         train_tiny(workdir, force=True)
+
+
+def test_a_setting_missing_from_flags_txt_counts_as_its_default(tmp_path, crash_on_save,
+                                                                capsys):
+    workdir = tmp_path / "run"
+    with crash_on_save(2, OSError("simulated crash")), pytest.raises(UserError):
+        train_tiny(workdir, checkpoint_every_n_steps=4)  # Leaves ckpt-4.
+    flagfile = workdir / run_folder.FLAGFILE
+    defaults = ("--model=simple_cnn", "--augment=none", "--mixed_precision=none")
+    flagfile.write_text("".join(line for line in flagfile.read_text().splitlines(True)
+                                if line.strip() not in defaults))  # As a run older than them.
+    capsys.readouterr()
+    results = train_tiny(workdir, checkpoint_every_n_steps=4)
+    assert "ckpt-4: epoch 1, after step 4 of 8" in capsys.readouterr().out
+    assert len(results["history"]["loss"]) == 2
+    assert all(f"{line}\n" in flagfile.read_text() for line in defaults)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("", "holds no setting: it was emptied or damaged; write the run's flags back, one "
+         "--name=value line each"),
+    ("--epochs=2\nrm -rf /\n", "line 2 is not --name=value: 'rm -rf /'; fix that line"),
+    ("--epochs=2\n--epoch=3\n", "line 2 names no setting of train.py: --epoch=3; fix that "
+                                "line"),
+], ids=["empty", "garbage", "unknown"])
+def test_a_damaged_flags_txt_is_named_in_one_line(tmp_path, parse, content, problem):
+    workdir = tmp_path / "run"
+    train_tiny(workdir, epochs=1)
+    (workdir / run_folder.FLAGFILE).write_text(content)
+    message = f"{workdir}/flags.txt {problem}, or pick another --run_name"
+    with pytest.raises(UserError) as refused:
+        train_tiny(workdir, epochs=1)
+    assert str(refused.value) == message
+    parse(f"--model_dir={tmp_path}", "--run_name=run", "--mode=eval")
+    with pytest.raises(UserError) as refused:
+        flags.to_config()  # Which reads the run's network settings from it.
+    assert str(refused.value) == message
