@@ -148,7 +148,7 @@ class TrainingLoop:
                 self.learner.model.summary()
         else:
             saved_step = self.step()
-            self.learner.step.assign(resume.step_in_batches_of(
+            self.learner.step.assign(resume.resumed_step(
                 self.config, self.workdir, path, saved_step, len(self.train_split)))
             epochs_done, steps_done = divmod(self.step(), self.steps_per_epoch)
             forget_logs_after(self.write_dir, saved_step, epochs_done)

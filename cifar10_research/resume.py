@@ -76,3 +76,23 @@ def step_in_batches_of(config: Config, workdir: str, checkpoint: str, step: int,
                         f"of the old --batch_size: resume with it, or from an epoch-end "
                         f"checkpoint")
     return epochs_done * (train_images // config.batch_size)
+
+
+def resumed_step(config: Config, workdir: str, checkpoint: str, step: int,
+                 train_images: int) -> int:
+    """The restored global `step` in batches of this command's --batch_size (see
+    step_in_batches_of), refused past the command's last step: weights that
+    trained more epochs than asked would be tested as the run's result."""
+    resumed = step_in_batches_of(config, workdir, checkpoint, step, train_images)
+    steps_per_epoch = train_images // config.batch_size
+    if resumed > config.epochs * steps_per_epoch:
+        epochs_done, steps_done = divmod(resumed, steps_per_epoch)
+        position = (f"epoch {epochs_done + 1}, after step {steps_done} of {steps_per_epoch}"
+                    if steps_done else f"the end of epoch {epochs_done}")
+        kept = ", ".join(os.path.basename(path)
+                         for path in checkpoints.listed(checkpoint_dir(workdir)))
+        raise UserError(f"{workdir} has trained past --epochs={config.epochs}, to {position} "
+                        f"({checkpoint}): evaluate a checkpoint it kept ({kept}) with "
+                        f"--mode=eval --checkpoint={checkpoint_dir(workdir)}/ckpt-N, or train "
+                        f"--epochs={config.epochs} under another --run_name")
+    return resumed
