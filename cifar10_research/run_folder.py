@@ -78,6 +78,12 @@ def locked(workdir: str):
             fcntl.flock(file, fcntl.LOCK_UN)
 
 
+def holds_a_run(folder: str) -> bool:
+    """Whether `folder` holds a run's work: its history or its checkpoints."""
+    return os.path.exists(os.path.join(folder, HISTORY)) or os.path.isdir(
+        os.path.join(folder, CHECKPOINTS))
+
+
 def refuse_stale(workdir: str) -> None:
     """Refuses a run folder without checkpoints that holds a finished run's results
     or the history of several epochs: starting again would overwrite them.

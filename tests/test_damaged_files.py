@@ -8,6 +8,7 @@ import pytest
 
 import flags
 from cifar10_research import run_folder
+from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 from tests.conftest import train_tiny
 
@@ -124,3 +125,25 @@ def test_a_damaged_flags_txt_is_named_in_one_line(tmp_path, parse, content, prob
     with pytest.raises(UserError) as refused:
         flags.to_config()  # Which reads the run's network settings from it.
     assert str(refused.value) == message
+
+
+def test_a_runs_flags_txt_that_lost_its_run_name_does_not_start_a_run_elsewhere(tmp_path,
+                                                                                parse):
+    workdir = tmp_path / "runs" / "run"
+    workdir.mkdir(parents=True)
+    (workdir / run_folder.HISTORY).write_text(json.dumps(GOOD_HISTORY))
+    saved = Config(model_dir=str(tmp_path / "runs"), run_name="run").to_flagfile()
+    flagfile = workdir / run_folder.FLAGFILE
+    flagfile.write_text(saved.replace("--run_name=run\n", ""))
+    argv = ["train.py", f"--flagfile={flagfile}"]
+    parse(*argv[1:])
+    with pytest.raises(UserError) as refused:
+        flags.to_config(argv=argv)
+    assert str(refused.value).startswith(
+        f"{flagfile} makes the run folder {tmp_path}/runs/20")  # A new run named by the time.
+    assert str(refused.value).endswith(
+        f", not {workdir} where it sits: it lacks its --run_name or --model_dir line, or the "
+        f"run was moved; name the run folder with --model_dir and --run_name")
+    flags.FLAGS.unparse_flags()
+    parse(*argv[1:], "--run_name=again")  # Repeating a run under another name.
+    assert flags.to_config(argv=argv + ["--run_name=again"]).run_name == "again"
