@@ -78,7 +78,8 @@ class Checkpoints:
                 return paths[-1]
             except (tf.errors.OpError, IndexError) as error:  # IndexError: a truncated file.
                 tried.append(paths[-1])
-                # A checkpoint is deleted index first: one still indexed is whole, not deleted.
+                # TensorFlow deletes a checkpoint's .index first: while that is
+                # there, the read failed on damage, not on a deletion.
                 if tf.io.gfile.exists(paths[-1] + ".index"):
                     print(f"warning: checkpoint {paths[-1]} is unreadable ({first_line(error)}); "
                           f"trying the one before it", file=sys.stderr)
@@ -140,7 +141,10 @@ def repair_checkpoint_folder(directory: str) -> None:
     removes what saves cut short left (`ckpt-N_temp*`) and rebuilds a missing
     or unreadable index from the checkpoints there, saying so in one line."""
     for partial in glob.glob(os.path.join(directory, "ckpt-*_temp*")):
-        shutil.rmtree(partial) if os.path.isdir(partial) else os.remove(partial)
+        if os.path.isdir(partial):
+            shutil.rmtree(partial)
+        else:
+            os.remove(partial)
     with _tensorflow_warnings_hidden():
         state = tf.train.get_checkpoint_state(directory)
     found = on_disk(directory)
