@@ -1,7 +1,11 @@
-"""A run's checkpoints: written safely, restored with a fallback."""
+"""A run's checkpoints: written safely, restored with a fallback, their index repaired."""
 
+import contextlib
+import gc
 import glob
+import logging
 import os
+import re
 import shutil
 import sys
 
@@ -19,15 +23,14 @@ class Checkpoints:
     leaves the earlier checkpoints usable.
     """
 
-    def __init__(self, checkpoint: tf.train.Checkpoint, restore_dir: str, save_dir: str,
-                 keep: int):
-        """Restores from `restore_dir` and saves into `save_dir` (the same but on
-        the non-chief workers of a multi-worker run)."""
-        self._checkpoint = checkpoint
-        self._save_dir = save_dir
-        self._saver = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=keep)
-        self._restorer = self._saver if restore_dir == save_dir else (
-            tf.train.CheckpointManager(checkpoint, restore_dir, max_to_keep=keep))
+    def __init__(self, objects: dict, restore_dir: str, save_dir: str, keep: int):
+        """Saves `objects` ({name: trackable}) into `save_dir` and restores them
+        from `restore_dir` (the same but on the non-chief workers of a
+        multi-worker run)."""
+        self._objects = objects
+        self._restore_dir, self._save_dir = restore_dir, save_dir
+        self._saver = tf.train.CheckpointManager(tf.train.Checkpoint(**objects), save_dir,
+                                                 max_to_keep=keep)
 
     def latest(self) -> str | None:
         return self._saver.latest_checkpoint
@@ -64,28 +67,106 @@ class Checkpoints:
         """Restores the newest readable checkpoint; returns its path, or None if none.
 
         An unreadable checkpoint (truncated, corrupt) is reported and skipped
-        for the one before it. One that reads but does not fit the model stops.
+        for the one before it. One that vanished as it was read (a run training
+        beside an evaluation replaced it) is not: the checkpoints are listed
+        again and the newest tried. One that reads but does not fit the model stops.
         """
-        for path in reversed(self._restorer.checkpoints):
+        tried = []
+        while paths := [path for path in listed(self._restore_dir) if path not in tried]:
             try:
-                self.restore(path)
-                return path
+                self.restore(paths[-1])
+                return paths[-1]
             except (tf.errors.OpError, IndexError) as error:  # IndexError: a truncated file.
-                print(f"warning: checkpoint {path} is unreadable ({first_line(error)}); "
-                      f"trying the one before it", file=sys.stderr)
-        if self._restorer.checkpoints:
-            raise UserError(f"no checkpoint in {self._restorer.directory} can be read: "
-                            f"delete the folder to start the run again")
+                tried.append(paths[-1])
+                # TensorFlow deletes a checkpoint's .index first: while that is
+                # there, the read failed on damage, not on a deletion.
+                if tf.io.gfile.exists(paths[-1] + ".index"):
+                    print(f"warning: checkpoint {paths[-1]} is unreadable ({first_line(error)}); "
+                          f"trying the one before it", file=sys.stderr)
+        if tried:
+            names = ", ".join(os.path.basename(path) for path in tried)
+            raise UserError(f"no checkpoint in {self._restore_dir} can be read ({names}): they "
+                            f"are damaged or incomplete; train the run anew under another "
+                            f"--run_name (this folder is left as it is)")
         return None
 
     def restore(self, path: str) -> None:
-        """Restores `path`; raises tf.errors.OpError or IndexError where it cannot be read."""
+        """Restores `path`; raises tf.errors.OpError or IndexError where it cannot be read.
+
+        Each restore reads through a Checkpoint of its own, dropped after it
+        with TensorFlow's warnings hidden: one that failed midway leaves
+        restorations pending on its Checkpoint, which a later restore would run
+        (and fail), and warnings for the program's exit.
+        """
+        with _tensorflow_warnings_hidden():
+            failure = self._read(path)
+            gc.collect()
+        if failure:
+            raise failure
+
+    def _read(self, path: str) -> Exception | None:
+        """Restores `path`; returns why it failed, without its traceback (which
+        holds the failed Checkpoint), or None."""
+        checkpoint = tf.train.Checkpoint(**self._objects)
         try:
-            self._checkpoint.restore(path).assert_existing_objects_matched()
+            # Partial: an evaluation's objects are a part of what a run saves.
+            checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
         except (ValueError, AssertionError) as error:
-            raise UserError(f"checkpoint {path} does not fit this model ({first_line(error)}): "
-                            f"it comes from a different model or code; use another "
-                            f"--run_name") from None
+            return UserError(f"checkpoint {path} does not fit this model ({first_line(error)}): "
+                             f"it comes from a different model or code; use another "
+                             f"--run_name")
+        except (tf.errors.OpError, IndexError) as error:
+            return error.with_traceback(None)
+        return None
+
+
+def listed(directory: str) -> list[str]:
+    """The checkpoints in `directory`, oldest first: as its index (the file
+    `checkpoint`) names them or, where that is missing or unreadable, as found."""
+    with _tensorflow_warnings_hidden():  # Two lines for an unreadable index.
+        state = tf.train.get_checkpoint_state(directory)
+    return list(state.all_model_checkpoint_paths) if state else on_disk(directory)
+
+
+def on_disk(directory: str) -> list[str]:
+    """The complete checkpoints in `directory` (those with an index file), oldest first."""
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    steps = sorted(int(match[1]) for name in names
+                   if (match := re.fullmatch(r"ckpt-(\d+)\.index", name)))
+    return [os.path.join(directory, f"ckpt-{step}") for step in steps]
+
+
+def repair_checkpoint_folder(directory: str) -> None:
+    """Readies the checkpoint folder of a run about to train (under its lock):
+    removes what saves cut short left (`ckpt-N_temp*`) and rebuilds a missing
+    or unreadable index from the checkpoints there, saying so in one line."""
+    for partial in glob.glob(os.path.join(directory, "ckpt-*_temp*")):
+        if os.path.isdir(partial):
+            shutil.rmtree(partial)
+        else:
+            os.remove(partial)
+    with _tensorflow_warnings_hidden():
+        state = tf.train.get_checkpoint_state(directory)
+    found = on_disk(directory)
+    if state or not found:
+        return
+    with _tensorflow_warnings_hidden():  # A deprecation: the index is the manager's job.
+        tf.compat.v1.train.update_checkpoint_state(
+            directory, os.path.basename(found[-1]), [os.path.basename(path) for path in found])
+    print(f"warning: {os.path.join(directory, 'checkpoint')}, the index of the checkpoints, "
+          f"was missing or unreadable: rebuilt it from the {len(found)} checkpoints there, "
+          f"the latest {found[-1]}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _tensorflow_warnings_hidden():
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def model_weights(path: str) -> list:

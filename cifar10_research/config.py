@@ -23,6 +23,7 @@ from cifar10_research.errors import UserError
 COMPUTES = "computes"  # changes what a run computes: a resume must keep it (or --force)
 RUNS = "runs"  # where and how a run runs: saved in flags.txt, free to change on resume
 COMMAND = "command"  # concerns one command, not the run: not saved in flags.txt
+MAX_CPU_DEVICES = 16  # --num_cpu_devices: the most that trained (see its help).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +135,13 @@ class Config:
         "TF_CONFIG, else of the Slurm step this is a task of (srun).",
         choices=distribute.STRATEGIES)
     num_cpu_devices: int = setting(
-        1, "Split the CPU into this many logical devices, so mirrored training can be "
-        "tried without GPUs.", rule=at_least(1))
+        1, f"Split the CPU into this many logical devices (1 to {MAX_CPU_DEVICES}), so "
+        "mirrored training can be tried without GPUs. Measured on 2 cores: 16 trained 14 "
+        "tiny steps in 40 s; 32 made no progress after its first step in 150 s, and 64 hung, "
+        "ignoring signals.",
+        rule=Rule(lambda value: 1 <= value <= MAX_CPU_DEVICES,
+                  f"must be 1 to {MAX_CPU_DEVICES}: TensorFlow's mirrored training over 32 "
+                  f"logical CPUs hung when measured"))
     gpus: str = setting("", "Comma-separated indices of the GPUs to use, e.g. 0,2 "
                         "(default: all).",
                         rule=_matches(r"(\d+(,\d+)*)?", "must be comma-separated GPU "
@@ -221,14 +227,13 @@ class Config:
                        for field in dataclasses.fields(self)
                        if field.metadata["kind"] != COMMAND)
 
-    def changes_from(self, flagfile_text: str, names=None) -> list[str]:
+    def changes_from(self, saved: dict[str, str], names=None) -> list[str]:
         """The settings that change what is computed (or of `names`) that differ
-        from a saved flagfile's, as `--name (was X, now Y)`."""
-        saved = parse_flagfile(flagfile_text)
+        from a run's saved flags (`parse_saved_flags`), as `--name (was X, now Y)`."""
         names = names or [field.name for field in dataclasses.fields(self)
                           if field.metadata["kind"] == COMPUTES]
-        return [f"--{name} (was {saved.get(name)}, now {getattr(self, name)})"
-                for name in names if saved.get(name) != str(getattr(self, name))]
+        return [f"--{name} (was {saved[name]}, now {getattr(self, name)})"
+                for name in names if saved[name] != str(getattr(self, name))]
 
 
 # Checks of several settings together: (names, holds(values), error message).
@@ -244,6 +249,32 @@ CROSS_CHECKS = (
 
 NETWORK_SETTINGS = tuple(field.name for field in dataclasses.fields(Config)
                          if field.metadata["network"])
+
+
+def parse_saved_flags(text: str, path: str) -> dict[str, str]:
+    """{name: value} of every setting, from a run's flags.txt (`text`, read from
+    `path`): one it lacks (a setting newer than the run) as its default.
+
+    Refuses, in one line, a file of no setting, a line other than
+    `--name=value` (or blank, or a # comment) and a name that is no setting.
+    """
+    settings = {field.name: str(field.default) for field in dataclasses.fields(Config)}
+    advice = "or pick another --run_name"
+    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
+             if line.strip() and not line.strip().startswith("#")]
+    if not lines:
+        raise UserError(f"{path} holds no setting: it was emptied or damaged; write the run's "
+                        f"flags back, one --name=value line each, {advice}")
+    for number, line in lines:
+        name, equals, value = line[2:].partition("=")
+        if not (line.startswith("--") and equals):
+            raise UserError(f"{path} line {number} is not --name=value: {line[:40]!r}; fix "
+                            f"that line, {advice}")
+        if name not in settings:
+            raise UserError(f"{path} line {number} names no setting of train.py: {line[:40]}; "
+                            f"fix that line, {advice}")
+        settings[name] = value
+    return settings
 
 
 def parse_flagfile(text: str) -> dict[str, str]:

@@ -115,10 +115,13 @@ def download(url: str, path: str, md5: str) -> None:
     Each download writes its own `.part` file, so workers that start together
     on one machine do not write into each other's.
     """
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
+                                           suffix=".part", dir=os.path.dirname(path))
+    except OSError as error:
+        raise _unwritable(os.path.dirname(path), error, "downloaded") from None
     print(f"Downloading {url} to {path} ...", flush=True)
-    handle, partial = tempfile.mkstemp(prefix=os.path.basename(path) + ".",
-                                       suffix=".part", dir=os.path.dirname(path))
     try:
         with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(handle, "wb") as out:
             for chunk in iter(lambda: response.read(1 << 20), b""):
@@ -141,6 +144,12 @@ def download(url: str, path: str, md5: str) -> None:
     os.replace(partial, path)
 
 
+def _unwritable(data_dir: str, error: OSError, needs: str) -> UserError:
+    return UserError(f"cannot write into --data_dir={data_dir} ({error.strerror}), where "
+                     f"CIFAR-10 must be {needs}: pass a writable --data_dir, or one that "
+                     f"holds {FOLDER}/")
+
+
 def verify_md5(path: str, md5: str) -> None:
     digest = hashlib.md5()
     with open(path, "rb") as file:
@@ -155,7 +164,10 @@ def verify_md5(path: str, md5: str) -> None:
 def extract(tarball: str, data_dir: str, md5: str) -> None:
     """Unpacks the tarball so that the folder appears whole or not at all."""
     verify_md5(tarball, md5)
-    staging = tempfile.mkdtemp(prefix=".extracting-", dir=data_dir)
+    try:
+        staging = tempfile.mkdtemp(prefix=".extracting-", dir=data_dir)
+    except OSError as error:
+        raise _unwritable(data_dir, error, "unpacked") from None
     try:
         with tarfile.open(tarball, "r:gz") as archive:
             archive.extractall(staging, filter="data")

@@ -35,8 +35,7 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
                                                     config.port_base)
     cifar = cifar or dataset.load_cifar10(config.data_dir)
     learner = Learner(strategy, config, len(cifar.train) // config.batch_size)
-    checkpoints = Checkpoints(tf.train.Checkpoint(**learner.checkpointed()), folder, folder,
-                              config.keep_checkpoints)
+    checkpoints = Checkpoints(learner.checkpointed(), folder, folder, config.keep_checkpoints)
     path = config.checkpoint or checkpoints.restore_latest()
     if path is None:
         raise no_checkpoint

@@ -40,7 +40,7 @@ def save_model_and_figures(learner: Learner, test: Split, names: tuple, history:
                            ".partial.keras")  # Keras saves only to names ending in .keras.
     stopping.check()
     run_folder.write_whole(os.path.join(folder, run_folder.SAVED_MODEL),
-                           lambda path: learner.model.export(path, verbose=False))
+                           lambda path: learner.model.export(path, verbose=False), folder=True)
     sample_prediction = learner.predict_classes(test.images[:1])[0]
     figures = {
         run_folder.ACCURACY_PLOT: plots.curves(history, "accuracy"),

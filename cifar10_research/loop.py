@@ -17,7 +17,7 @@ import tensorflow as tf
 import data
 from cifar10_research import (dataset, distribute, divergence, finish, metrics, periodic,
                               progress, resume, run_folder, stopping)
-from cifar10_research.checkpoints import Checkpoints
+from cifar10_research.checkpoints import Checkpoints, repair_checkpoint_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import Interrupted, UserError
 from cifar10_research.learner import Learner
@@ -30,12 +30,12 @@ def train_and_evaluate(config: Config, workdir: str, *,
                        cifar: dataset.Cifar10 | None = None) -> dict:
     """Trains, evaluates after every epoch and fills the run folder `workdir`.
 
-    A run folder that holds checkpoints is resumed from the latest one; a
-    finished one reports its saved results. `strategy` and `cifar` default to those
-    the config names; tests pass their own. Returns the history, the test
-    results and the weights' fingerprint. Every worker runs this; only the
-    chief writes into `workdir`, the others write into a temporary folder
-    that is removed at the end.
+    A run folder that holds checkpoints is resumed from the latest one (its
+    index rebuilt if lost); a finished one reports its saved results. `strategy`
+    and `cifar` default to those the config names; tests pass their own. Returns
+    the history, the test results and the weights' fingerprint. Every worker runs
+    this; only the chief writes into `workdir`, the others into a temporary folder
+    removed at the end.
 
     SIGTERM and Ctrl-C stop it cleanly (see `stopping`): at the next step, after
     a checkpoint, or between the files it reads or writes; it then raises
@@ -53,6 +53,7 @@ def train_and_evaluate(config: Config, workdir: str, *,
             training = TrainingLoop(config, workdir, strategy, cifar, write_dir)  # Its checks.
             run_folder.prepare(write_dir)
             with run_folder.locked(write_dir):
+                repair_checkpoint_folder(resume.checkpoint_dir(write_dir))
                 return training.run()
 
 
@@ -85,12 +86,11 @@ class TrainingLoop:
             self.epoch_sums = tf.Variable(tf.zeros([2, 3], tf.float64), trainable=False)
             self.epoch_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         self.epoch_started = time.perf_counter()
-        checkpoint = tf.train.Checkpoint(epoch_sums=self.epoch_sums,
-                                         epoch_seconds=self.epoch_seconds,
-                                         **self.learner.checkpointed())
+        checkpointed = dict(epoch_sums=self.epoch_sums, epoch_seconds=self.epoch_seconds,
+                            **self.learner.checkpointed())
         # Every worker resumes from the chief's checkpoints (a shared folder
         # on several machines); each saves into its own write_dir.
-        self.checkpoints = Checkpoints(checkpoint, resume.checkpoint_dir(workdir),
+        self.checkpoints = Checkpoints(checkpointed, resume.checkpoint_dir(workdir),
                                        resume.checkpoint_dir(self.write_dir),
                                        config.keep_checkpoints)
         self.val_data = (f"{len(self.validation):,} held-out training images"
@@ -143,7 +143,7 @@ class TrainingLoop:
                 self.learner.model.summary()
         else:
             saved_step = self.step()
-            self.learner.step.assign(resume.step_in_batches_of(
+            self.learner.step.assign(resume.resumed_step(
                 self.config, self.workdir, path, saved_step, len(self.train_split)))
             epochs_done, steps_done = divmod(self.step(), self.steps_per_epoch)
             forget_logs_after(self.write_dir, saved_step, epochs_done)

@@ -10,10 +10,8 @@ import os
 import shlex
 import sys
 
-import tensorflow as tf
-
-from cifar10_research import run_folder
-from cifar10_research.config import NETWORK_SETTINGS, Config, parse_flagfile
+from cifar10_research import checkpoints, run_folder
+from cifar10_research.config import NETWORK_SETTINGS, Config, parse_saved_flags
 from cifar10_research.errors import UserError
 
 
@@ -26,20 +24,22 @@ def command(workdir: str) -> str:
 
 
 def has_checkpoint(workdir: str) -> bool:
-    return tf.train.get_checkpoint_state(checkpoint_dir(workdir)) is not None
+    return bool(checkpoints.listed(checkpoint_dir(workdir)))
 
 
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, run_folder.CHECKPOINTS)
 
 
-def saved_flags(workdir: str) -> str:
-    return run_folder.read_text(os.path.join(workdir, run_folder.FLAGFILE))
+def saved_settings(workdir: str) -> dict[str, str]:
+    """The run's settings, from its flags.txt (see config.parse_saved_flags)."""
+    path = os.path.join(workdir, run_folder.FLAGFILE)
+    return parse_saved_flags(run_folder.read_text(path), path)
 
 
 def refuse_other_network(config: Config, workdir: str) -> None:
     """Refuses settings under which the run's checkpoints cannot be read."""
-    changed = config.changes_from(saved_flags(workdir), NETWORK_SETTINGS)
+    changed = config.changes_from(saved_settings(workdir), NETWORK_SETTINGS)
     if changed:
         raise UserError(f"{workdir} holds checkpoints of another network: {', '.join(changed)}; "
                         f"leave these flags out to use the run's own, or pick another "
@@ -51,7 +51,7 @@ def refuse_changed_settings(config: Config, workdir: str) -> None:
     if not has_checkpoint(workdir):
         return
     refuse_other_network(config, workdir)
-    changed = config.changes_from(saved_flags(workdir))
+    changed = config.changes_from(saved_settings(workdir))
     if changed and not config.force:
         flagfile = os.path.join(workdir, run_folder.FLAGFILE)
         raise UserError(f"{workdir} was started with other settings: {', '.join(changed)}; "
@@ -67,7 +67,7 @@ def step_in_batches_of(config: Config, workdir: str, checkpoint: str, step: int,
     done stay done. In the middle of an epoch the position is a count of old
     batches, which no count of new ones matches.
     """
-    saved_batch_size = int(parse_flagfile(saved_flags(workdir))["batch_size"])
+    saved_batch_size = int(saved_settings(workdir)["batch_size"])
     if saved_batch_size == config.batch_size:
         return step
     epochs_done, steps_done = divmod(step, train_images // saved_batch_size)
@@ -76,3 +76,23 @@ def step_in_batches_of(config: Config, workdir: str, checkpoint: str, step: int,
                         f"of the old --batch_size: resume with it, or from an epoch-end "
                         f"checkpoint")
     return epochs_done * (train_images // config.batch_size)
+
+
+def resumed_step(config: Config, workdir: str, checkpoint: str, step: int,
+                 train_images: int) -> int:
+    """The restored global `step` in batches of this command's --batch_size (see
+    step_in_batches_of), refused past the command's last step: weights that
+    trained more epochs than asked would be tested as the run's result."""
+    resumed = step_in_batches_of(config, workdir, checkpoint, step, train_images)
+    steps_per_epoch = train_images // config.batch_size
+    if resumed > config.epochs * steps_per_epoch:
+        epochs_done, steps_done = divmod(resumed, steps_per_epoch)
+        position = (f"epoch {epochs_done + 1}, after step {steps_done} of {steps_per_epoch}"
+                    if steps_done else f"the end of epoch {epochs_done}")
+        kept = ", ".join(os.path.basename(path)
+                         for path in checkpoints.listed(checkpoint_dir(workdir)))
+        raise UserError(f"{workdir} has trained past --epochs={config.epochs}, to {position} "
+                        f"({checkpoint}): evaluate a checkpoint it kept ({kept}) with "
+                        f"--mode=eval --checkpoint={checkpoint_dir(workdir)}/ckpt-N, or train "
+                        f"--epochs={config.epochs} under another --run_name")
+    return resumed

@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 
 import tensorflow as tf
 
@@ -77,25 +78,46 @@ def locked(workdir: str):
             fcntl.flock(file, fcntl.LOCK_UN)
 
 
-def refuse_stale(workdir: str) -> None:
-    """Refuses a run folder holding a finished run's results but no checkpoint.
+def holds_a_run(folder: str) -> bool:
+    """Whether `folder` holds a run's work: its history or its checkpoints."""
+    return os.path.exists(os.path.join(folder, HISTORY)) or os.path.isdir(
+        os.path.join(folder, CHECKPOINTS))
 
-    A history without a checkpoint is a run whose first checkpoint failed (it
-    is written after the epoch's history): that run starts again.
+
+def refuse_stale(workdir: str) -> None:
+    """Refuses a run folder without checkpoints that holds a finished run's results
+    or the history of several epochs: starting again would overwrite them.
+
+    A history of one epoch is a run whose first checkpoint failed (it is
+    written after the epoch's history): that run starts again, and says so.
     """
     if os.path.exists(os.path.join(workdir, RESULTS)):
         raise UserError(f"{workdir} holds the results of a finished run but no checkpoint "
                         f"to resume from: choose another --run_name or --model_dir")
+    epochs = len(read_history(workdir)["loss"]) if os.path.exists(
+        os.path.join(workdir, HISTORY)) else 0
+    if epochs > 1:
+        raise UserError(f"{workdir} holds the history of {epochs} epochs but no checkpoint to "
+                        f"resume from: put its checkpoints/ back (ckpt-N.index and .data "
+                        f"files), or pick another --run_name")
+    if epochs:
+        print(f"warning: {workdir} holds the history of 1 epoch but no checkpoint (its first "
+              f"one was never written): the run starts again from its first step",
+              file=sys.stderr)
 
 
-def write_whole(path: str, write, partial_suffix: str = ".tmp") -> None:
-    """`write(partial path)`, then the partial file or folder renamed to `path`.
+def write_whole(path: str, write, partial_suffix: str = ".tmp", folder: bool = False) -> None:
+    """`write(partial path)`, then the partial file (or `folder`) renamed to `path`.
 
     A kill leaves `path` as it was. A failure (a full disk) also removes the
-    partial one and ends in one line naming the path and the cause.
+    partial one and ends in one line naming the path and the cause. A folder
+    is replaced only by a folder, a file only by a file: a file given the
+    path of a folder (`--output=runs/`) is refused, and the folder kept.
     """
     partial = path + partial_suffix
-    _remove(partial)
+    for existing in (path, partial):
+        _refuse_other_kind(existing, folder)
+    _remove(partial)  # Debris of a write cut short.
     try:
         write(partial)
     except (OSError, tf.errors.OpError) as error:
@@ -107,10 +129,19 @@ def write_whole(path: str, write, partial_suffix: str = ".tmp") -> None:
     os.replace(partial, path)
 
 
+def _refuse_other_kind(path: str, folder: bool) -> None:
+    if os.path.isdir(path) and not folder:
+        raise UserError(f"{path} is a folder, not a file: it is left as it is; write "
+                        f"elsewhere, e.g. to a file inside it")
+    if os.path.lexists(path) and not os.path.isdir(path) and folder:
+        raise UserError(f"{path} is a file, not a folder: it is left as it is; move it away "
+                        f"and rerun the same command")
+
+
 def _remove(path: str) -> None:
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
-    elif os.path.exists(path):
+    elif os.path.lexists(path):
         os.remove(path)
 
 
@@ -161,15 +192,36 @@ def read_history(workdir: str, epochs: int | None = None) -> dict:
         raise UserError(f"cannot read {path} ({error.strerror}): {advice}") from None
     except ValueError:
         raise UserError(f"{path} is not valid JSON: it was edited or damaged") from None
-    missing = [key for key in HISTORY_KEYS if key not in history]
-    if missing:
-        raise UserError(f"{path} lacks {', '.join(missing)}: it is not a history "
-                        f"written by train.py")
+    if problem := _history_problem(history):
+        raise UserError(f"{path} {problem}: it was edited or damaged")
     if epochs is not None and any(len(history[key]) < epochs for key in HISTORY_KEYS):
         raise UserError(f"{path} holds fewer epochs than the checkpoint ({epochs}): it "
                         f"was edited or damaged; choose another --run_name")
     return {**{key: history[key][:epochs] for key in HISTORY_KEYS},
             "val_data": history.get("val_data", TEST_SET)}  # Older runs validated on it.
+
+
+def _history_problem(history) -> str | None:
+    """What shows that train.py did not write `history` as it is, or None."""
+    kinds = {int: "a number", float: "a number", type(None): "null", list: "a list", str: "a text"}
+    if not isinstance(history, dict):
+        return f"holds {kinds.get(type(history), 'a value')}, not a history written by train.py"
+    if missing := [key for key in HISTORY_KEYS if key not in history]:
+        return f"lacks {', '.join(missing)}"
+    if bad := [key for key in HISTORY_KEYS if not _numbers(history[key])]:
+        return f'holds an entry "{bad[0]}" that is not a list of numbers'
+    if len({len(history[key]) for key in HISTORY_KEYS}) > 1:
+        return "holds lists of different lengths (" + ", ".join(
+            f"{key} {len(history[key])}" for key in HISTORY_KEYS
+            if key == "loss" or len(history[key]) != len(history["loss"])) + ")"
+    if not isinstance(history.get("val_data", TEST_SET), str):
+        return 'holds an entry "val_data" that is not a text'
+    return None
+
+
+def _numbers(values) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(value, (int, float)) and not isinstance(value, bool) for value in values)
 
 
 # What a finished run leaves besides results.json, which is written after them.

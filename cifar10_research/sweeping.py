@@ -25,6 +25,13 @@ RESULTS = "results.md"
 CURVES = "curves.png"
 
 
+def refuse_repeated_seeds(seeds: list[int]) -> None:
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise UserError(f"--seeds names {', '.join(map(str, repeated))} more than once: a run "
+                        f"counted twice would shrink the std; give each seed once")
+
+
 def parse_recipes(texts: list[str]) -> dict:
     """{NAME: [FLAG, ...]} from recipe files and "NAME: FLAGS" texts, in the order given."""
     recipes = {}

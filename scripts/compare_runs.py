@@ -22,6 +22,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("name at least one run folder")
+    if os.path.isdir(FLAGS.output):
+        raise UserError(f"--output={FLAGS.output} is a folder: pass the PNG file to write, "
+                        f"e.g. {os.path.join(FLAGS.output, 'comparison.png')}")
     histories = {os.path.basename(os.path.normpath(workdir)): run_folder.read_history(workdir)
                  for workdir in argv[1:]}
     try:

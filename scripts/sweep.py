@@ -25,8 +25,9 @@ import re
 from absl import flags
 
 from cifar10_research import command  # The first of the project's imports: see command.py.
-from cifar10_research.sweeping import (CURVES, RESULTS, parse_recipes, read_runs, run,
-                                       run_command, run_name, write_results)
+from cifar10_research.sweeping import (CURVES, RESULTS, parse_recipes, read_runs,
+                                       refuse_repeated_seeds, run, run_command, run_name,
+                                       write_results)
 
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds to run each recipe with.")
 flags.DEFINE_string("model_dir", "sweeps", "Root folder of the runs and the results.")
@@ -44,6 +45,7 @@ def main(argv):
     extra = argv[1:]
     root = FLAGS.model_dir
     seeds = [int(seed) for seed in FLAGS.seeds]
+    refuse_repeated_seeds(seeds)
     recipes = parse_recipes(FLAGS.recipe)
     for name, recipe_flags in recipes.items():
         for seed in seeds:

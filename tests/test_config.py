@@ -2,7 +2,7 @@
 
 import pytest
 
-from cifar10_research.config import Config
+from cifar10_research.config import Config, parse_saved_flags
 from cifar10_research.errors import UserError
 
 
@@ -21,10 +21,18 @@ from cifar10_research.errors import UserError
      "--profile_steps must be START,END with 1 <= START <= END, e.g. 50,60"),
     ("warmup_epochs", 11, "--warmup_epochs cannot exceed --epochs"),
     ("mode", "eval", "--mode=eval needs --run_name: the run folder to evaluate"),
+    ("num_cpu_devices", 17, "--num_cpu_devices must be 1 to 16: TensorFlow's mirrored "
+                            "training over 32 logical CPUs hung when measured"),
+    ("num_cpu_devices", 0, "--num_cpu_devices must be 1 to 16: TensorFlow's mirrored "
+                           "training over 32 logical CPUs hung when measured"),
 ])
 def test_a_value_its_declaration_refuses_is_one_user_error(setting, value, message):
     with pytest.raises(UserError, match=f"^{message}$"):
         Config(**{setting: value})
+
+
+def test_sixteen_cpu_devices_are_allowed():
+    assert Config(num_cpu_devices=16).num_cpu_devices == 16
 
 
 def test_the_flagfile_leaves_out_settings_of_one_command():
@@ -36,7 +44,8 @@ def test_the_flagfile_leaves_out_settings_of_one_command():
 
 
 def test_only_settings_that_change_what_is_computed_count_as_changes():
-    saved = Config(epochs=2, model="wide_cnn", data_dir="/a", log_every_n_steps=5).to_flagfile()
+    saved = parse_saved_flags(Config(epochs=2, model="wide_cnn", data_dir="/a",
+                                     log_every_n_steps=5).to_flagfile(), "flags.txt")
     now = Config(epochs=3, model="wide_cnn", data_dir="/b", log_every_n_steps=7)
     assert now.changes_from(saved) == ["--epochs (was 2, now 3)"]
     assert now.changes_from(saved, ["model", "data_dir"]) == ["--data_dir (was /a, now /b)"]

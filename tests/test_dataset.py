@@ -1,10 +1,12 @@
 """Finding, downloading, verifying and reading CIFAR-10's files."""
 
+import errno
 import functools
 import http.server
 import os
 import pickle
 import re
+import tempfile
 import threading
 
 import numpy as np
@@ -181,3 +183,30 @@ def test_a_meta_file_with_other_classes_is_refused(tiny_data_dir):
                             {b"label_names": [b"a", b"b"], b"num_cases_per_batch": 24})
     with pytest.raises(UserError, match="batches.meta names 2 classes, not 10"):
         dataset.load_cifar10(tiny_data_dir)
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Makes every new file or folder fail as in a read-only --data_dir (as root,
+    as the tests may run, a chmod would not stop the writes)."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    for module, name in ((os, "makedirs"), (tempfile, "mkstemp"), (tempfile, "mkdtemp")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+@pytest.mark.parametrize("needs", ["downloaded", "unpacked"])
+def test_a_read_only_data_dir_that_needs_writing_is_one_line(tiny_data_dir, tmp_path, needs,
+                                                             request):
+    target = tmp_path / "read_only"
+    target.mkdir()
+    md5 = fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
+    if needs == "downloaded":
+        os.remove(target / dataset.TARBALL)
+    request.getfixturevalue("read_only")
+    with pytest.raises(UserError) as refused:
+        dataset.load_cifar10(str(target), url="http://127.0.0.1:9/unused", md5=md5)
+    assert str(refused.value) == (
+        f"cannot write into --data_dir={target} (Permission denied), where CIFAR-10 must be "
+        f"{needs}: pass a writable --data_dir, or one that holds cifar-10-batches-py/")

@@ -9,7 +9,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from cifar10_research import dataset, distribute, evaluation, run_folder
+from cifar10_research import dataset, distribute, evaluation, plots, run_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
@@ -63,7 +63,7 @@ def test_weights_that_diverge_under_a_finite_loss_are_never_saved(tmp_path, monk
 
 
 def test_a_first_checkpoint_on_a_full_disk_leaves_no_debris_and_the_run_starts_again(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, capsys):
     workdir = tmp_path / "full"
     real_save = tf.train.CheckpointManager.save
 
@@ -78,7 +78,11 @@ def test_a_first_checkpoint_on_a_full_disk_leaves_no_debris_and_the_run_starts_a
         train_tiny(workdir, checkpoint_every_n_steps=0)
     assert os.listdir(workdir / "checkpoints") == []
     monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    capsys.readouterr()
     assert len(train_tiny(workdir, checkpoint_every_n_steps=0)["history"]["loss"]) == 2
+    assert capsys.readouterr().err == (
+        f"warning: {workdir} holds the history of 1 epoch but no checkpoint (its first one was "
+        f"never written): the run starts again from its first step\n")
 
 
 def test_an_export_on_a_full_disk_leaves_nothing_half_written_and_a_rerun_finishes(
@@ -165,3 +169,28 @@ def test_a_history_write_on_a_full_disk_is_one_line_and_the_rerun_completes(tmp_
     assert not [name for name in os.listdir(workdir) if name.startswith("history.json")]
     monkeypatch.undo()
     assert len(train_tiny(workdir)["history"]["loss"]) == 2
+
+
+@pytest.mark.parametrize("write", [
+    lambda path: run_folder.write_text(path, "text"),
+    lambda path: plots.save(plots.curves(run_folder.empty_history(), "loss"), path),
+])
+def test_a_file_is_never_written_over_a_folder(tmp_path, write):
+    for folder in (tmp_path / "runs", tmp_path / "figure.png.tmp"):  # The path or its partial.
+        (folder / "run").mkdir(parents=True)
+        (folder / "run" / "history.json").write_text("{}")
+    for path in (tmp_path / "runs", tmp_path / "figure.png"):
+        with pytest.raises(UserError) as refused:
+            write(str(path))
+        folder = path if path.is_dir() else tmp_path / "figure.png.tmp"
+        assert str(refused.value) == (f"{folder} is a folder, not a file: it is left as it "
+                                      f"is; write elsewhere, e.g. to a file inside it")
+        assert (folder / "run" / "history.json").read_text() == "{}"
+
+
+def test_a_folder_is_never_written_over_a_file(tmp_path):
+    (tmp_path / "saved_model").write_text("notes")
+    with pytest.raises(UserError, match=r"saved_model is a file, not a folder: it is left as "
+                                        r"it is; move it away"):
+        run_folder.write_whole(str(tmp_path / "saved_model"), os.makedirs, folder=True)
+    assert (tmp_path / "saved_model").read_text() == "notes"

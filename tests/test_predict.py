@@ -1,5 +1,9 @@
 """scripts/predict.py, run as a subprocess: each run costs seconds of TensorFlow
-import, so one run classifies all the images."""
+import, so one run classifies all the images; and the images it refuses to decode,
+in-process."""
+
+import struct
+import zlib
 
 import keras
 import numpy as np
@@ -7,10 +11,10 @@ import pytest
 import tensorflow as tf
 
 import model
+from cifar10_research import predictor
 from cifar10_research.dataset import CLASS_NAMES
+from cifar10_research.errors import UserError
 from tests.conftest import run_python
-
-pytestmark = pytest.mark.slow
 
 # name: (height, width, channels); only big.jpg needs resizing.
 IMAGES = {"rgb.png": (32, 32, 3), "big.jpg": (48, 64, 3), "gray.png": (32, 32, 1)}
@@ -55,6 +59,7 @@ def parse(line):
     return path, [(name, float(probability)) for name, probability in pairs]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["model.keras", "saved_model"])
 def test_predict_prints_the_models_top_3_classes(exported, model_name):
     folder, expected = exported
@@ -77,6 +82,7 @@ def test_predict_prints_the_models_top_3_classes(exported, model_name):
         assert min(probabilities) >= max(rest) - 1e-4, line
 
 
+@pytest.mark.slow
 def test_predict_names_a_missing_image(exported):
     folder, _ = exported
     missing = folder / "missing.png"
@@ -85,6 +91,7 @@ def test_predict_names_a_missing_image(exported):
         f"error: cannot read {missing} (No such file or directory): pass PNG or JPEG files"]
 
 
+@pytest.mark.slow
 def test_predict_names_a_file_that_is_not_an_image(exported):
     folder, _ = exported
     text = folder / "x.png"
@@ -93,6 +100,7 @@ def test_predict_names_a_file_that_is_not_an_image(exported):
         f"error: cannot decode {text}: it must be a PNG or JPEG image"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name,reason", [("missing.keras", "No such file or directory"),
                                                ("random.keras", "not a .keras file")])
 def test_predict_names_a_model_it_cannot_load(exported, model_name, reason):
@@ -109,3 +117,33 @@ def error_lines(*args):
     assert result.returncode == 1, result.stdout
     assert result.stdout == ""
     return result.stderr.splitlines()
+
+
+def claiming(encoded: bytes, width: int, height: int) -> bytes:
+    """A small PNG or JPEG whose header claims `width` x `height` pixels, as a
+    decompression bomb's does (a 389 KB PNG of 20000x20000 took 11.8 GB to decode)."""
+    if encoded.startswith(b"\x89PNG"):  # IHDR: width, height, then 5 bytes, then its CRC.
+        header = b"IHDR" + struct.pack(">II", width, height) + encoded[24:29]
+        return encoded[:12] + header + struct.pack(">I", zlib.crc32(header)) + encoded[33:]
+    frame = encoded.index(b"\xff\xc0") + 5  # Baseline frame: precision, height, width.
+    return encoded[:frame] + struct.pack(">HH", height, width) + encoded[frame + 4:]
+
+
+@pytest.mark.parametrize("name, encode", [("bomb.png", tf.io.encode_png),
+                                          ("bomb.jpg", tf.io.encode_jpeg)])
+def test_an_image_of_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch, name,
+                                                                encode):
+    path = tmp_path / name
+    path.write_bytes(claiming(encode(np.zeros((8, 8, 3), np.uint8)).numpy(), 20000, 20000))
+    monkeypatch.setattr(tf.io, "decode_image", lambda *args, **kwargs: pytest.fail("decoded"))
+    with pytest.raises(UserError) as refused:
+        predictor.read_image(str(path))
+    assert str(refused.value) == (
+        f"{path} is 20000x20000 pixels, more than the 4096x4096 (16,777,216 pixels) this "
+        f"script decodes: shrink it first")
+
+
+def test_an_image_at_the_pixel_limit_is_read(tmp_path):
+    path = tmp_path / "large.png"
+    path.write_bytes(tf.io.encode_png(np.zeros((4096, 4096, 3), np.uint8)).numpy())
+    assert predictor.read_image(str(path)).shape == (32, 32, 3)

@@ -264,3 +264,19 @@ def test_a_forced_new_batch_size_counts_the_epochs_of_the_held_out_split(tiny, c
     results = train(config.replace(batch_size=8, force=True), workdir)
     assert "ckpt-5: epoch 2, after step 0 of 11" in capsys.readouterr().out
     assert len(results["history"]["loss"]) == 2
+
+
+def test_a_forced_resume_to_fewer_epochs_than_trained_is_refused(tiny, crash_on_save):
+    config, workdir = tiny
+    with crash_on_save(5, OSError("simulated crash")), pytest.raises(UserError):
+        train(config, workdir)  # Saves at steps 4, 7 (epoch 1's end), 8, 12; fails at 14.
+    flags_before = open(os.path.join(workdir, run_folder.FLAGFILE)).read()
+    with pytest.raises(UserError) as refused:
+        train(config.replace(epochs=1, force=True), workdir)
+    folder = os.path.join(workdir, run_folder.CHECKPOINTS)
+    assert str(refused.value) == (
+        f"{workdir} has trained past --epochs=1, to epoch 2, after step 5 of 7 "
+        f"({folder}/ckpt-12): evaluate a checkpoint it kept (ckpt-7, ckpt-8, ckpt-12) with "
+        f"--mode=eval --checkpoint={folder}/ckpt-N, or train --epochs=1 under another --run_name")
+    assert open(os.path.join(workdir, run_folder.FLAGFILE)).read() == flags_before
+    assert run_folder.read_results(workdir) is None

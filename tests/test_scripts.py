@@ -81,3 +81,16 @@ def test_benchmark_refuses_time_to_accuracy_on_random_images():
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "error: --time_to_accuracy needs --data_dir: accuracy on random images means nothing"]
+
+
+def test_compare_runs_refuses_an_output_that_is_a_folder(tmp_path):
+    history = {"loss": [1.5], "accuracy": [0.45], "val_loss": [1.3], "val_accuracy": [0.54],
+               "seconds": [20.0]}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / run_folder.HISTORY).write_text(json.dumps(history))
+    result = run_script("compare_runs.py", str(tmp_path / "run"), f"--output={tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: --output={tmp_path} is a folder: pass the PNG file to write, e.g. "
+        f"{tmp_path}/comparison.png"]
+    assert json.loads((tmp_path / "run" / run_folder.HISTORY).read_text()) == history

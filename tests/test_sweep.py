@@ -62,6 +62,14 @@ def test_refuses_malformed_recipes(texts, message):
         sweeping.parse_recipes(texts)
 
 
+def test_a_seed_given_twice_is_refused():
+    sweeping.refuse_repeated_seeds([0, 1, 2])
+    with pytest.raises(UserError) as refused:
+        sweeping.refuse_repeated_seeds([0, 1, 0, 2, 1])
+    assert str(refused.value) == ("--seeds names 0, 1 more than once: a run counted twice would "
+                                  "shrink the std; give each seed once")
+
+
 def test_a_run_is_train_py_with_the_recipe_then_the_shared_flags_then_its_own():
     command = sweeping.run_command(["--epochs=30", "--augment=flip_crop"], 2, "improved",
                                    "sweeps", ["--data_dir=data"])
