@@ -27,14 +27,16 @@ def test_a_lost_checkpoint_index_is_rebuilt_and_the_run_resumes_checked(tmp_path
     capsys.readouterr()
     with pytest.raises(UserError, match=r"was started with other settings: --epochs \(was 1, "
                                         r"now 2\)"):
-        train_tiny(workdir, checkpoint_every_n_steps=3)
+        train_tiny(workdir, checkpoint_every_n_steps=3)  # Refused: the folder left as it is.
+    assert "ckpt-9_temp" in checkpoint_names(workdir)
+    results = train_tiny(workdir, checkpoint_every_n_steps=3, force=True)
     folder = workdir / run_folder.CHECKPOINTS
-    assert capsys.readouterr().err == (
+    captured = capsys.readouterr()
+    assert captured.err == (
         f"warning: {folder}/checkpoint, the index of the checkpoints, was missing or "
         f"unreadable: rebuilt it from the 3 checkpoints there, the latest {folder}/ckpt-8\n")
     assert "ckpt-9_temp" not in checkpoint_names(workdir)
-    results = train_tiny(workdir, checkpoint_every_n_steps=3, force=True)
-    assert "ckpt-8: epoch 2, after step 0 of 8" in capsys.readouterr().out
+    assert "ckpt-8: epoch 2, after step 0 of 8" in captured.out
     assert len(results["history"]["loss"]) == 2
     assert "--epochs=2\n" in (workdir / run_folder.FLAGFILE).read_text()
 
