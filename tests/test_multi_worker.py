@@ -52,7 +52,7 @@ def test_the_launcher_fails_when_a_worker_fails(tmp_path):
 @pytest.mark.slow
 def test_the_launcher_stops_a_healthy_worker_when_another_fails(tiny_data_dir, tmp_path):
     """The chief fails (its run folder is locked by another process); worker 1,
-    healthy, would wait for it forever."""
+    healthy, would wait for it until its collective op failed."""
     workdir = tmp_path / "locked"
     workdir.mkdir()
     with open(workdir / run_folder.LOCK, "w") as lock:
@@ -64,8 +64,12 @@ def test_the_launcher_stops_a_healthy_worker_when_another_fails(tiny_data_dir, t
     assert result.returncode == 1
     assert "[worker 0] error: " in result.stdout and "is in use by another process" in (
         result.stdout)
-    assert result.stderr.splitlines()[-1] == ("error: worker 0 exited with code 1; stopped "
-                                              "worker 1")
+    stopped = result.stderr.splitlines()[-1] == ("error: worker 0 exited with code 1; stopped "
+                                                 "worker 1")
+    # Or worker 1 saw the chief's loss and ended first, in its own one line.
+    assert stopped or ("[worker 1] Stopped: worker 0 of the cluster stopped responding"
+                       in result.stdout and result.stderr.endswith(
+                           "error: worker 0 exited with code 1\n")), result.stdout + result.stderr
     assert not [pid for pid in os.listdir("/proc") if "--run_name=locked" in command_line(pid)]
 
 
@@ -183,7 +187,7 @@ def test_sigterm_to_one_worker_stops_both_after_one_checkpoint_and_both_resume(t
     """A preempted machine's worker gets SIGTERM: every worker stops at the same
     step, after the same checkpoint, in one line each; rerun, they resume."""
     (chief, worker), _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1],
-                                                     "--epochs=20")
+                                                     "--epochs=5")
     until_epoch_2(chief)
     worker.send_signal(signal.SIGTERM)
     stderrs = [process.communicate(timeout=120)[1] for process in (chief, worker)]
@@ -193,7 +197,7 @@ def test_sigterm_to_one_worker_stops_both_after_one_checkpoint_and_both_resume(t
     stop = re.fullmatch(r"Stopped by SIGTERM \(sent to worker 1\) after step (\d+); saved "
                         r"(.*)/ckpt-(\d+)\. Rerun every worker's command to resume", lines[0][0])
     assert stop and stop[1] == stop[3] and stop[2] == str(tmp_path / "pair" / "checkpoints")
-    resumed, _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1], "--epochs=20")
+    resumed, _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1], "--epochs=5")
     outputs = [process.communicate(timeout=300) for process in resumed]
     assert [process.returncode for process in resumed] == [0, 0], outputs
     assert f"ckpt-{stop[1]}: epoch" in outputs[0][0]

@@ -158,7 +158,7 @@ def test_ctrl_c_stops_the_sweeps_run_once_and_the_rerun_resumes_it(tiny_data_dir
     """The run gets the Ctrl-C once, through the sweep, as a terminal sends it to
     the sweep alone: it saves and stops; rerun, the sweep resumes it."""
     arguments = [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"), "--seeds=0",
-                 f"--model_dir={tmp_path}", "--recipe=long: --epochs=30 --batch_size=8", "--",
+                 f"--model_dir={tmp_path}", "--recipe=long: --epochs=8 --batch_size=8", "--",
                  f"--data_dir={tiny_data_dir}"]
     sweep = subprocess.Popen(arguments, cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
