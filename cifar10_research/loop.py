@@ -265,7 +265,7 @@ class TrainingLoop:
         saved = os.path.join(resume.checkpoint_dir(self.workdir),
                              os.path.basename(self.checkpoints.latest()))
         sent, resume_by = ("", f"Resume with: {resume.command(self.workdir)}") if "" in stops else (
-            f" (sent to {', '.join(stops)})", "Rerun every worker's command to resume")
+            f" (received by {', '.join(stops)})", "Rerun every worker's command to resume")
         raise Interrupted(f"Stopped by {signum.name}{sent} after step {self.step()}; saved "
                           f"{saved}. {resume_by}", stopping.EXIT_CODES[signum])
 

@@ -88,11 +88,12 @@ def test_ctrl_c_to_the_launcher_stops_every_worker_after_a_checkpoint(tiny_data_
     stdout, stderr = launcher.communicate(timeout=120)
     assert launcher.returncode == 130
     assert stderr == "Stopped by SIGINT, sent on to every worker (exit codes 130, 130)\n"
-    stops = re.findall(r"^\[worker (\d)\] Stopped by SIGINT \(sent to worker 0, worker 1\) after "
-                       r"step (\d+); saved .*ckpt-(\d+)\. Rerun every worker's command to "
-                       r"resume$", stdout, re.MULTILINE)
-    assert sorted(worker for worker, _, _ in stops) == ["0", "1"]
-    assert len({step for _, step, _ in stops} | {saved for _, _, saved in stops}) == 1
+    # Who had received it when they voted: one, or both, as it reached both at once.
+    stops = re.findall(r"^\[worker (\d)\] (Stopped by SIGINT \(received by (worker 0, worker 1|"
+                       r"worker \d)\) after step (\d+); saved .*ckpt-(\d+)\. Rerun every "
+                       r"worker's command to resume)$", stdout, re.MULTILINE)
+    assert sorted(worker for worker, *_ in stops) == ["0", "1"], stdout
+    assert stops[0][1] == stops[1][1] and stops[0][3] == stops[0][4]
 
 
 def command_line(pid: str) -> str:
@@ -194,7 +195,7 @@ def test_sigterm_to_one_worker_stops_both_after_one_checkpoint_and_both_resume(t
     assert [chief.returncode, worker.returncode] == [143, 143], stderrs
     lines = [stderr.splitlines() for stderr in stderrs]
     assert lines[0] == lines[1] and len(lines[0]) == 1, lines
-    stop = re.fullmatch(r"Stopped by SIGTERM \(sent to worker 1\) after step (\d+); saved "
+    stop = re.fullmatch(r"Stopped by SIGTERM \(received by worker 1\) after step (\d+); saved "
                         r"(.*)/ckpt-(\d+)\. Rerun every worker's command to resume", lines[0][0])
     assert stop and stop[1] == stop[3] and stop[2] == str(tmp_path / "pair" / "checkpoints")
     resumed, _ = workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, [0, 1], "--epochs=5")
