@@ -1,15 +1,27 @@
-"""The tf.data pipelines that feed the model, and the training augmentations.
+"""What feeds the network: the tf.data pipelines, the training augmentations, and
+the one preprocessing of images.
 
 Reading the files is `cifar10_research.dataset`'s job; this file turns its
-Splits (uint8 images in memory) into batches of [0,1] float32 images and
-one-hot labels. A new augmentation is one function and one AUGMENTATIONS entry.
+Splits (uint8 images in memory) into batches of uint8 images and one-hot
+labels, which the training and evaluation steps preprocess. A new
+augmentation is one function and one AUGMENTATIONS entry.
 """
 
+from cifar10_research.dataset import NUM_CLASSES, Split  # First: TensorFlow, quietly.
+
+import keras
 import tensorflow as tf
 
-from cifar10_research.dataset import NUM_CLASSES, Split
-
 CROP_PADDING = 4  # Pixels of zeros around an image before "flip_crop" cuts 32x32 out.
+
+
+def preprocessing() -> keras.layers.Layer:
+    """The network's input made from stored uint8 pixels: floats in [0, 1], as the
+    Keras tutorial scales them. The one place this is written: the training and
+    evaluation steps, the figures, the histograms, the benchmark and every
+    exported model (`model.classifier`) apply this layer, so a user feeds raw
+    0-255 pixels."""
+    return keras.layers.Rescaling(1 / 255)
 
 
 def train_dataset(split: Split, batch_size: int, seed: int, epoch: int,
@@ -48,7 +60,7 @@ def eval_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
 
 def _batches(split: Split, order: tf.Tensor, batch_size: int,
              drop_remainder: bool) -> tf.data.Dataset:
-    """Batches of ([0,1] float32 images, one-hot float32 labels) in `order`.
+    """Batches of (uint8 images, one-hot float32 labels) in `order`.
 
     An index of -1 in `order` gives a padding row with an all-zero label.
     The split stays in memory as uint8 (150 MB for the training set): that is
@@ -59,9 +71,8 @@ def _batches(split: Split, order: tf.Tensor, batch_size: int,
 
     def gather(indices):
         rows = tf.maximum(indices, 0)
-        batch_images = tf.cast(tf.gather(images, rows), tf.float32) / 255.0
         batch_labels = tf.where(indices >= 0, tf.gather(labels, rows), -1)
-        return batch_images, tf.one_hot(batch_labels, NUM_CLASSES)
+        return tf.gather(images, rows), tf.one_hot(batch_labels, NUM_CLASSES)
 
     return (tf.data.Dataset.from_tensor_slices(order)
             .batch(batch_size, drop_remainder=drop_remainder)
@@ -70,12 +81,12 @@ def _batches(split: Split, order: tf.Tensor, batch_size: int,
 
 def augment(images: tf.Tensor, labels: tf.Tensor, mode: str,
             seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """A batch of [0,1] float32 images (B, 32, 32, 3), each randomly altered by `mode`.
+    """A batch of images (B, 32, 32, 3), each randomly altered by `mode`.
 
     `mode` names an AUGMENTATIONS entry. The random ops are stateless, fed
     from `seed` (shape [2], int64), so the same seed gives the same batch on a
     rerun, a resumed run and every worker. The whole batch is done in a few
-    vectorised ops; shapes stay static and values stay in [0, 1].
+    vectorised ops; shapes, dtypes and the range of values stay as they were.
     """
     return AUGMENTATIONS[mode](images, seed), labels
 

@@ -1,14 +1,21 @@
-"""The networks, by name: the Keras CIFAR-10 tutorial's CNN and a stronger one.
+"""The networks, by name: the Keras CIFAR-10 tutorial's CNN and stronger ones.
 
-A new network is one function returning a new keras.Model of softmax
-outputs, and one MODELS entry; --model then accepts its name.
+A network is one function returning a new keras.Model from images as
+`data.preprocessing` makes them to one logit per class, and one MODELS entry;
+--model then accepts its name. What every network needs besides is done once
+for all of them: the loss from the logits, in float32 under mixed precision
+(learner.py), and the softmax, in float32, of the classifier that users call
+and that a run exports (`classifier`).
 """
+
+from cifar10_research.dataset import IMAGE_SHAPE, NUM_CLASSES  # First: TensorFlow, quietly.
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
-from cifar10_research.dataset import IMAGE_SHAPE, NUM_CLASSES
+import data
 
 
 def _tutorial_convolutions() -> list:
@@ -21,18 +28,17 @@ def _tutorial_convolutions() -> list:
 
 
 def simple_cnn() -> keras.Model:
-    """The tutorial's Sequential CNN, 167,562 parameters, softmax outputs."""
+    """The tutorial's Sequential CNN, 167,562 parameters (its softmax: see `classifier`)."""
     return keras.Sequential([
         *_tutorial_convolutions(),
         layers.Flatten(),
         layers.Dense(64, activation="relu"),
-        # float32 even under mixed precision, for a stable softmax and loss.
-        layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
+        layers.Dense(NUM_CLASSES),
     ], name="simple-cnn")
 
 
 def wide_cnn() -> keras.Model:
-    """A VGG-style CNN with batch norm and dropout, 357,482 parameters, softmax outputs.
+    """A VGG-style CNN with batch norm and dropout, 357,482 parameters.
 
     Three blocks of one padded 3x3 convolution (32, 64, 128 filters), batch
     norm, relu, 2x2 max-pooling and dropout, then a dropped-out dense layer.
@@ -56,8 +62,7 @@ def wide_cnn() -> keras.Model:
         layers.Flatten(),
         layers.Dense(128, activation="relu"),
         layers.Dropout(0.3),
-        # float32 even under mixed precision, for a stable softmax and loss.
-        layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
+        layers.Dense(NUM_CLASSES),
     ], name="wide-cnn")
 
 
@@ -76,23 +81,45 @@ def fast_cnn() -> keras.Model:
         *_tutorial_convolutions(),
         layers.Conv2D(128, 3, activation="relu"),
         layers.Flatten(),
-        # float32 even under mixed precision, for a stable softmax and loss.
-        layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),
+        layers.Dense(NUM_CLASSES),
     ], name="fast-cnn")
+
+
+def classifier(network: keras.Model) -> keras.Model:
+    """`network` as users call it: stored uint8 pixels (0-255, as a PNG holds
+    them) in, class probabilities out: `data.preprocessing`, the network, and a
+    float32 softmax. A run's model.keras and saved_model/ hold this model."""
+    return keras.Sequential([keras.Input(IMAGE_SHAPE, dtype="uint8"), data.preprocessing(),
+                             network, layers.Softmax(dtype="float32")],
+                            name=f"{network.name}-classifier")
 
 
 def flops_per_image(network: keras.Model) -> int:
     """Floating-point operations of one image's forward pass: 2 per multiply-add of
-    the convolutions and dense layers (batch norm, activations and pooling,
-    a few percent more, are left out, as is usual)."""
-    total = 0
-    for layer in network.layers:
-        if isinstance(layer, layers.Conv2D):
-            height, width, channels = layer.output.shape[1:]
-            total += 2 * height * width * channels * int(np.prod(layer.kernel.shape[:3]))
-        elif isinstance(layer, layers.Dense):
-            total += 2 * int(np.prod(layer.kernel.shape))
-    return total
+    the convolutions and matrix products (batch norm, activations and pooling,
+    a few percent more, are left out, as is usual).
+
+    Counted on the traced graph, so layers nested in blocks or custom layers
+    count too; an op of another kind that multiplies tensors is refused.
+    """
+    forward = tf.function(lambda images: network(images, training=False))
+    graph = forward.get_concrete_function(tf.TensorSpec((1, *IMAGE_SHAPE))).graph
+    return sum(_flops(op) for op in graph.get_operations())
+
+
+def _flops(op) -> int:
+    if op.type == "Conv2D":  # Each output value: a kernel window over every input channel.
+        kernel = op.inputs[1].shape
+        return 2 * int(np.prod(op.outputs[0].shape)) * kernel[0] * kernel[1] * kernel[2]
+    if op.type == "DepthwiseConv2dNative":
+        kernel = op.inputs[1].shape
+        return 2 * int(np.prod(op.outputs[0].shape)) * kernel[0] * kernel[1]
+    if op.type == "MatMul":
+        return 2 * int(np.prod(op.inputs[0].shape)) * op.outputs[0].shape[-1]
+    if op.type in ("Conv3D", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "Conv2DBackpropInput"):
+        raise ValueError(f"flops_per_image cannot count the {op.type} op {op.name}: add it "
+                         f"to model._flops")
+    return 0
 
 
 # The networks by --model name; each call builds a new, randomly initialised model.

@@ -39,13 +39,14 @@ def load(data_dir: str) -> dataset.Cifar10:
 
 def tutorial_arrays(split: dataset.Split) -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's inputs: images as [0,1] floats, one-hot labels."""
-    return (split.images.astype(np.float32) / 255.0,
+    return (np.asarray(data.preprocessing()(split.images)),
             keras.utils.to_categorical(split.labels, dataset.NUM_CLASSES))
 
 
 def tutorial_model() -> keras.Model:
-    """The tutorial's CNN, compiled as it compiles it."""
-    network = model.simple_cnn()
+    """The tutorial's CNN, compiled as it compiles it: its softmax, the loss of
+    its probabilities."""
+    network = keras.Sequential([model.simple_cnn(), keras.layers.Softmax()])
     network.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy",
                     metrics=["accuracy"])
     return network

@@ -3,6 +3,7 @@
 import contextlib
 import gc
 import glob
+import json
 import logging
 import os
 import re
@@ -26,11 +27,15 @@ class Checkpoints:
     def __init__(self, objects: dict, restore_dir: str, save_dir: str, keep: int):
         """Saves `objects` ({name: trackable}) into `save_dir` and restores them
         from `restore_dir` (the same but on the non-chief workers of a
-        multi-worker run)."""
+        multi-worker run). Each checkpoint also holds a state of the caller's,
+        as JSON: what it names is read back by name (`state`), so a name it
+        gains or loses never keeps an older checkpoint from restoring."""
         self._objects = objects
         self._restore_dir, self._save_dir = restore_dir, save_dir
-        self._saver = tf.train.CheckpointManager(tf.train.Checkpoint(**objects), save_dir,
-                                                 max_to_keep=keep)
+        with tf.device("/cpu:0"):
+            self._state = tf.Variable("{}", trainable=False)
+        self._saver = tf.train.CheckpointManager(
+            tf.train.Checkpoint(**objects, **{STATE: self._state}), save_dir, max_to_keep=keep)
 
     def latest(self) -> str | None:
         return self._saver.latest_checkpoint
@@ -48,8 +53,10 @@ class Checkpoints:
         return (f"the latest checkpoint, {path}, holds finite weights (largest magnitude "
                 f"{largest:.3g})")
 
-    def save(self, global_step: int) -> str:
-        """Writes checkpoint `ckpt-<global_step>`; a failed write leaves no debris."""
+    def save(self, global_step: int, state: dict) -> str:
+        """Writes checkpoint `ckpt-<global_step>` with `state`; a failed write
+        leaves no debris."""
+        self._state.assign(json.dumps(state))
         try:
             return self._saver.save(checkpoint_number=global_step)
         except (OSError, tf.errors.OpError) as error:
@@ -118,6 +125,24 @@ class Checkpoints:
         except (tf.errors.OpError, IndexError) as error:
             return error.with_traceback(None)
         return None
+
+
+STATE = "loop_state"  # The checkpointed JSON's name in the checkpoint.
+
+
+def state(path: str) -> dict:
+    """The state saved with checkpoint `path`, {} if none. A checkpoint written
+    before the state was JSON held the epoch's training sums as a [2, 3] array
+    (now and at the last log step: loss sum, hits, images) and its seconds."""
+    reader = tf.train.load_checkpoint(path)
+    if reader.has_tensor(f"{STATE}/.ATTRIBUTES/VARIABLE_VALUE"):
+        return json.loads(reader.get_tensor(f"{STATE}/.ATTRIBUTES/VARIABLE_VALUE"))
+    if not reader.has_tensor("epoch_sums/.ATTRIBUTES/VARIABLE_VALUE"):
+        return {}
+    now, logged = reader.get_tensor("epoch_sums/.ATTRIBUTES/VARIABLE_VALUE").tolist()
+    return {"sums": dict(zip(("loss", "accuracy", "count"), now)),
+            "logged": dict(zip(("loss", "accuracy", "count"), logged)),
+            "seconds": float(reader.get_tensor("epoch_seconds/.ATTRIBUTES/VARIABLE_VALUE"))}
 
 
 def listed(directory: str) -> list[str]:

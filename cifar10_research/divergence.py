@@ -2,13 +2,16 @@
 
 import numpy as np
 
+from cifar10_research import metrics
 from cifar10_research.checkpoints import Checkpoints
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
 
 
-def refuse_nonfinite_loss(loss_sum: float, learner: Learner, epoch: int,
+def refuse_nonfinite_loss(sums: metrics.Sums, learner: Learner, epoch: int,
                           checkpoints: Checkpoints) -> None:
+    """Stops where the epoch's training loss so far (in `sums`) is NaN or infinite."""
+    loss_sum = sums.get(metrics.LOSS.name, 0.0)
     if not np.isfinite(loss_sum):
         step = int(learner.first_nonfinite_step.numpy())
         _refuse(f"the training loss became {loss_sum} at step {step} (epoch {epoch})",

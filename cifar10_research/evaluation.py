@@ -5,7 +5,7 @@ import re
 
 import tensorflow as tf
 
-from cifar10_research import dataset, distribute, resume, run_folder, stopping
+from cifar10_research import dataset, distribute, metrics, resume, run_folder, stopping
 from cifar10_research.checkpoints import Checkpoints
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
@@ -48,9 +48,9 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
                             f"extension)") from None
     stopping.check()
     test = learner.evaluate(cifar.test)
-    results = {"checkpoint": path, "test_loss": test.loss, "test_accuracy": test.accuracy,
-               "test_count": test.count, "tta": config.tta}
+    results = {"checkpoint": path, **{f"test_{name}": mean for name, mean in test.means().items()},
+               "test_count": int(test[metrics.COUNT]), "tta": config.tta}
     run_folder.write_json(os.path.join(workdir, run_folder.EVAL_RESULTS), results)
     print(f"Checkpoint {path}")
-    print_test_results(test.accuracy, test.loss, test.count, config.tta)
+    print_test_results(results)
     return results

@@ -4,7 +4,9 @@ This is the step code (orbit's StandardTrainer); when steps run, and what is
 logged and saved between them, is `loop.py`'s job.
 """
 
+import functools
 import hashlib
+import math
 
 import keras
 import numpy as np
@@ -17,6 +19,21 @@ from cifar10_research.config import Config
 from cifar10_research.dataset import NUM_CLASSES, Split
 
 HISTOGRAM_BATCH = 256  # Training images the epoch's gradient histograms are taken on.
+
+
+def crossentropy(labels, logits, label_smoothing: float = 0.0) -> tf.Tensor:
+    """The loss of every image: categorical crossentropy from the logits, in
+    float32 whatever the network computes in. The one loss of training,
+    evaluation and gradients (label smoothing: training only)."""
+    return keras.losses.categorical_crossentropy(
+        labels, tf.cast(logits, tf.float32), from_logits=True, label_smoothing=label_smoothing)
+
+
+def mean_of_views(logits: list) -> tf.Tensor:
+    """Logits whose softmax is the mean of the views' softmaxes (test-time
+    augmentation averages the views' probabilities)."""
+    log_probabilities = [tf.nn.log_softmax(tf.cast(view, tf.float32)) for view in logits]
+    return tf.reduce_logsumexp(tf.stack(log_probabilities), axis=0) - math.log(len(logits))
 
 
 class Learner:
@@ -41,6 +58,7 @@ class Learner:
         # Everything with variables is made in the scope, and the optimizer's
         # slots are built now: Keras 3 would create them lazily inside the
         # first tf.function call, which fails under MirroredStrategy.
+        self.preprocess = data.preprocessing()
         with strategy.scope():
             with precision.dtype_policy(config.mixed_precision):
                 self.model = model_lib.MODELS[config.model]()
@@ -51,8 +69,8 @@ class Learner:
                 # float16 gradients underflow unless the loss is scaled up first.
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
-            self.train_totals = metrics.Totals()
-            self.eval_totals = metrics.Totals()
+            self.train_totals = metrics.Totals(metrics.TRAINING)
+            self.eval_totals = metrics.Totals(metrics.EVALUATION)
             self.confusion = metrics.ConfusionMatrix(NUM_CLASSES)
             self.first_nonfinite_step = tf.Variable(
                 -1, dtype=tf.int64, trainable=False,
@@ -74,12 +92,16 @@ class Learner:
             tf.data.experimental.AutoShardPolicy.DATA)
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
+    @functools.cached_property
+    def classifier(self) -> keras.Model:
+        """The network as users call it, on uint8 images (see model.classifier)."""
+        return model_lib.classifier(self.model)
+
     def _train_step(self, images, labels):
         """One replica's share of a step; the optimizer all-reduces the gradients."""
         with tf.GradientTape() as tape:
-            probabilities = self.model(images, training=True)
-            per_example_loss = keras.losses.categorical_crossentropy(
-                labels, probabilities, label_smoothing=self.label_smoothing)
+            logits = self.model(self.preprocess(images), training=True)
+            per_example_loss = crossentropy(labels, logits, self.label_smoothing)
             loss = tf.nn.compute_average_loss(
                 per_example_loss, global_batch_size=self.global_batch_size)
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
@@ -88,7 +110,7 @@ class Learner:
         gradients = tape.gradient(loss, variables)
         self._note_nonfinite(per_example_loss, gradients)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        self.train_totals.update(per_example_loss, labels, probabilities)
+        self.train_totals.update(labels, logits, per_example_loss)
 
     def _note_nonfinite(self, per_example_loss, gradients):
         """Remembers the first step whose loss or gradients were NaN or infinite."""
@@ -108,30 +130,31 @@ class Learner:
             self.step.assign_add(1)
 
     def _eval_step(self, images, labels):
-        probabilities = self.model(images, training=False)
-        if self.tta:  # The mean with the mirror images' predictions.
-            mirrored = self.model(tf.reverse(images, axis=[2]), training=False)
-            probabilities = (probabilities + mirrored) / 2
-        per_example_loss = keras.losses.categorical_crossentropy(labels, probabilities)
-        self.eval_totals.update(per_example_loss, labels, probabilities)
-        self.confusion.update(labels, probabilities)
+        inputs = self.preprocess(images)
+        logits = self.model(inputs, training=False)
+        if self.tta:  # With the mirror images' predictions.
+            logits = mean_of_views([logits, self.model(tf.reverse(inputs, axis=[2]),
+                                                       training=False)])
+        self.eval_totals.update(labels, logits, crossentropy(labels, logits))
+        self.confusion.update(labels, logits)
 
     @tf.function
     def _eval_steps(self, iterator, num_steps: tf.Tensor) -> None:
         for _ in tf.range(num_steps):
             self.strategy.run(self._eval_step, args=next(iterator))
 
-    def evaluate(self, split: Split) -> metrics.Averages:
-        """Loss and accuracy over every example of `split`, each counted once.
+    def evaluate(self, split: Split) -> metrics.Sums:
+        """The sums of the evaluation metrics over every image of `split`, each
+        counted once.
 
-        Also fills `self.confusion` for the same examples.
+        Also fills `self.confusion` for the same images.
         """
         self.eval_totals.reset()
         self.confusion.reset()
         num_batches = -(-len(split) // self.global_batch_size)
         iterator = iter(self.distribute_dataset(data.eval_dataset(split, self.global_batch_size)))
         self._eval_steps(iterator, tf.constant(num_batches))
-        return metrics.averages(*self.eval_totals.sums())
+        return self.eval_totals.sums()
 
     def learning_rate(self) -> float:
         """The learning rate of the next step: the schedule's value at `step`."""
@@ -139,16 +162,14 @@ class Learner:
 
     def predict_classes(self, images: np.ndarray) -> np.ndarray:
         """Class indices for uint8 images, on this worker alone."""
-        probabilities = self.model(images.astype(np.float32) / 255.0, training=False)
-        return np.argmax(probabilities, axis=-1)
+        return np.argmax(self.model(self.preprocess(images), training=False), axis=-1)
 
     def gradients(self, split: Split):
-        """Gradients of the mean loss over the first HISTOGRAM_BATCH examples."""
-        images = split.images[:HISTOGRAM_BATCH].astype(np.float32) / 255.0
+        """Gradients of the mean loss over the first HISTOGRAM_BATCH images."""
+        inputs = self.preprocess(split.images[:HISTOGRAM_BATCH])
         labels = tf.one_hot(split.labels[:HISTOGRAM_BATCH], NUM_CLASSES)
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
-                labels, self.model(images, training=False)))
+            loss = tf.reduce_mean(crossentropy(labels, self.model(inputs, training=False)))
         return tape.gradient(loss, self.model.trainable_variables)
 
     def weights_are_finite(self) -> bool:

@@ -11,12 +11,11 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import data
-from cifar10_research import (dataset, distribute, divergence, finish, metrics, periodic,
-                              progress, resume, run_folder, stopping)
+from cifar10_research import (checkpoints, dataset, distribute, divergence, finish, metrics,
+                              periodic, progress, resume, run_folder, stopping)
 from cifar10_research.checkpoints import Checkpoints, repair_checkpoint_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import Interrupted, UserError
@@ -79,20 +78,17 @@ class TrainingLoop:
         self.chief = self.write_dir == workdir
         keras.utils.set_random_seed(config.seed)
         self.learner = Learner(strategy, config, self.steps_per_epoch)
-        with strategy.scope():
-            # The current epoch's training sums so far and at its last log
-            # step, and its seconds so far: a run resumed mid-epoch still
-            # reports the whole epoch.
-            self.epoch_sums = tf.Variable(tf.zeros([2, 3], tf.float64), trainable=False)
-            self.epoch_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-        self.epoch_started = time.perf_counter()
-        checkpointed = dict(epoch_sums=self.epoch_sums, epoch_seconds=self.epoch_seconds,
-                            **self.learner.checkpointed())
         # Every worker resumes from the chief's checkpoints (a shared folder
         # on several machines); each saves into its own write_dir.
-        self.checkpoints = Checkpoints(checkpointed, resume.checkpoint_dir(workdir),
+        self.checkpoints = Checkpoints(self.learner.checkpointed(),
+                                       resume.checkpoint_dir(workdir),
                                        resume.checkpoint_dir(self.write_dir),
                                        config.keep_checkpoints)
+        # Where the epoch in progress stands, checkpointed with it: its training
+        # sums by metric so far ("sums") and at its last log step ("logged"), and
+        # its seconds so far. A run resumed mid-epoch still reports the whole epoch.
+        self.epoch_state = {}
+        self.epoch_started = time.perf_counter()
         self.val_data = (f"{len(self.validation):,} held-out training images"
                          if config.validation_split else run_folder.TEST_SET)
         self.history = run_folder.empty_history(self.val_data)
@@ -137,6 +133,7 @@ class TrainingLoop:
         """Restores the latest checkpoint, if any, and (re)writes the run's flags,
         hparams and graph."""
         path = self.checkpoints.restore_latest()
+        self.epoch_state = checkpoints.state(path) if path else {}
         if path is None:
             run_folder.refuse_stale(self.workdir)
             if self.chief:
@@ -155,24 +152,24 @@ class TrainingLoop:
                               self.config.to_flagfile())
         self.summaries.hparams(self.config)
         self.summaries.graph(self.learner.model,
-                             self.cifar.test.images[:1].astype(np.float32) / 255.0)
+                             self.learner.preprocess(self.cifar.test.images[:1]))
 
     def _epoch(self, epoch: int) -> None:
         """Trains (the rest of) an epoch, validates, logs and checkpoints it."""
-        resumed_seconds = float(self.epoch_seconds.numpy()) if self.step() % (
+        resumed_seconds = self.epoch_state.get("seconds", 0.0) if self.step() % (
             self.steps_per_epoch) else 0.0
         self.epoch_started = time.perf_counter() - resumed_seconds
         epoch_progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
                                        self.config.batch_size, enabled=self.chief)
         train = self.train_epoch(epoch_progress)
-        validation = self.learner.evaluate(self.validation)
+        validation = self.learner.evaluate(self.validation).means()
         seconds = time.perf_counter() - self.epoch_started
-        summary = {"loss": train.loss, "accuracy": train.accuracy, "val_loss": validation.loss,
-                   "val_accuracy": validation.accuracy, "seconds": seconds}
-        for key, value in summary.items():
+        means = {**train, **{f"val_{name}": mean for name, mean in validation.items()}}
+        epoch_values = {key: means.get(key) for key in run_folder.METRIC_KEYS}
+        for key, value in {**epoch_values, run_folder.SECONDS: seconds}.items():
             self.history[key].append(value)
         self.summaries.epoch(epoch, self.step(), train, validation,
-                             max(self.history["val_accuracy"]), seconds)
+                             run_folder.best_epoch(self.history)[1], seconds)
         finish.write_epoch_figures(self.learner, self.validation, self.train_split,
                                    self.cifar.class_names, self.summaries, epoch,
                                    self.config.histograms)
@@ -180,12 +177,12 @@ class TrainingLoop:
         # History first: after a crash in between, resuming redoes this epoch
         # and truncates the history to the checkpoint's epochs.
         run_folder.write_history(self.write_dir, self.history)
-        self._save(np.zeros([2, 3]))
-        epoch_progress.finish(summary)
+        self._save(metrics.Sums(), metrics.Sums())
+        epoch_progress.finish(epoch_values, seconds)
 
-    def train_epoch(self, epoch_progress: EpochProgress | None = None) -> metrics.Averages:
+    def train_epoch(self, epoch_progress: EpochProgress | None = None) -> dict:
         """Trains from the current step to the end of its epoch; returns the
-        epoch's training loss and accuracy.
+        epoch's training means, {name: mean}.
 
         Steps run in calls of up to --steps_per_loop, each ending at the next
         log, checkpoint or profiler step. Only there, at a stop request and at
@@ -196,8 +193,12 @@ class TrainingLoop:
         epoch, steps_done = divmod(step, self.steps_per_epoch)
         end = (epoch + 1) * self.steps_per_epoch
         self.learner.train_totals.reset()
-        carried, logged = self.epoch_sums.numpy() if steps_done else np.zeros([2, 3])
-        running = metrics.averages(*carried) if steps_done else None
+        if steps_done:  # Resumed: the sums the checkpoint holds, by name.
+            carried, logged = (metrics.Sums(self.epoch_state.get(key, {}))
+                               for key in ("sums", "logged"))
+        else:
+            carried = logged = metrics.Sums.zero(metrics.TRAINING)
+        running = carried.means()
         iterator = iter(self._batches(epoch + 1, steps_done))
         logged_at = time.perf_counter()
         while step < end:
@@ -207,19 +208,19 @@ class TrainingLoop:
             at_checkpoint = step < end and self.checkpoint_every.due(step)
             stops = self.stop_vote(stopping.requested()) if step < end else {}
             if self.log_every.due(step) or at_checkpoint or stops or step == end:
-                sums = np.array(self.learner.train_totals.sums()) + carried
+                sums = self.learner.train_totals.sums() + carried
                 if self.config.stop_on_nonfinite:
-                    divergence.refuse_nonfinite_loss(sums[0], self.learner, epoch + 1,
+                    divergence.refuse_nonfinite_loss(sums, self.learner, epoch + 1,
                                                      self.checkpoints)
                 if self.log_every.due(step):
                     now = time.perf_counter()
-                    window = metrics.averages(*(sums - logged))  # Since the last log step.
-                    self.summaries.step(step, window, self.learner.learning_rate(),
-                                        window.count / (now - logged_at))
+                    window = sums - logged  # The steps since the last log step.
+                    self.summaries.step(step, window.means(), self.learner.learning_rate(),
+                                        window[metrics.COUNT] / (now - logged_at))
                     logged, logged_at = sums, now
-                running = metrics.averages(*sums)
+                running = sums.means()
                 if at_checkpoint or stops:
-                    self._save(np.stack([sums, logged]))
+                    self._save(sums, logged)
                 if stops:
                     self._stop(stops)
             if epoch_progress and epoch_progress.due():
@@ -250,12 +251,12 @@ class TrainingLoop:
         if self.config.stop_on_nonfinite:
             divergence.refuse_nonfinite_weights(self.learner, self.step(), self.checkpoints)
 
-    def _save(self, epoch_sums: np.ndarray) -> str:
-        """Checkpoints the weights, the step, and the epoch's sums and seconds so far."""
+    def _save(self, sums: metrics.Sums, logged: metrics.Sums) -> str:
+        """Checkpoints the weights, the step, and the epoch's sums (now and at the
+        last log step) and seconds so far."""
         self._check_weights()
-        self.epoch_sums.assign(epoch_sums)
-        self.epoch_seconds.assign(time.perf_counter() - self.epoch_started)
-        return self.checkpoints.save(self.step())
+        return self.checkpoints.save(self.step(), {
+            "sums": sums, "logged": logged, "seconds": time.perf_counter() - self.epoch_started})
 
     def _stop(self, stops: dict) -> None:
         """Ends the run after the checkpoint just saved, on a signal to one worker
@@ -275,17 +276,12 @@ class TrainingLoop:
         self._check_weights()
         test = self.learner.evaluate(self.cifar.test)  # The last collective op of a run.
         stopping.check()
-        self.summaries.test_results(self.step(), test)
+        self.summaries.test_results(self.step(), test.means(), int(test[metrics.COUNT]))
         self.summaries.flush()
         finish.save_model_and_figures(self.learner, self.cifar.test, self.cifar.class_names,
                                       self.history, self.write_dir)
-        val_accuracy = self.history["val_accuracy"]
-        results = {"test_loss": test.loss, "test_accuracy": test.accuracy,
-                   "test_count": test.count, "tta": self.config.tta, "val_data": self.val_data,
-                   "val_loss": self.history["val_loss"][-1], "val_accuracy": val_accuracy[-1],
-                   "best_val_accuracy": max(val_accuracy),
-                   "best_epoch": val_accuracy.index(max(val_accuracy)) + 1,
-                   "weights_fingerprint": self.learner.weights_fingerprint()}
+        results = finish.results(test, self.history, self.config.tta,
+                                 self.learner.weights_fingerprint())
         run_folder.write_json(os.path.join(self.write_dir, run_folder.RESULTS), results)
         return results
 

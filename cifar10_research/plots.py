@@ -19,8 +19,8 @@ def curves(history: dict, metric: str):
     says what the validation was measured on (history's "val_data")."""
     epochs = range(1, len(history[metric]) + 1)
     figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot(epochs, history[metric], marker="o", label=f"{metric} (training batches)")
-    axes.plot(epochs, history[f"val_{metric}"], marker="o",
+    axes.plot(epochs, _measured(history[metric]), marker="o", label=f"{metric} (training batches)")
+    axes.plot(epochs, _measured(history[f"val_{metric}"]), marker="o",
               label=f"val_{metric} ({history['val_data']})")
     axes.set_xlabel("Epoch")
     axes.set_ylabel(metric.capitalize())
@@ -38,8 +38,8 @@ def compare(histories: dict):
         color = f"C{index % 10}"
         epochs = range(1, len(history["loss"]) + 1)
         for axes, metric in ((accuracy_axes, "accuracy"), (loss_axes, "loss")):
-            axes.plot(epochs, history[metric], color=color, linestyle="--", alpha=0.7)
-            axes.plot(epochs, history[f"val_{metric}"], color=color, marker="o",
+            axes.plot(epochs, _measured(history[metric]), color=color, linestyle="--", alpha=0.7)
+            axes.plot(epochs, _measured(history[f"val_{metric}"]), color=color, marker="o",
                       label=name)
     for axes, metric in ((accuracy_axes, "accuracy"), (loss_axes, "loss")):
         axes.set_xlabel("Epoch")
@@ -70,6 +70,11 @@ def mean_curves(curves: dict):
     axes.legend(loc="lower right")
     axes.grid(alpha=0.3)
     return figure
+
+
+def _measured(values: list) -> np.ndarray:
+    """A history's values with NaN, which matplotlib leaves out, where None."""
+    return np.array([np.nan if value is None else value for value in values], dtype=float)
 
 
 def sample_prediction(image, actual: str, predicted: str):

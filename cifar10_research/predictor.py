@@ -26,7 +26,7 @@ JPEG_SIGNATURE = b"\xff\xd8"
 
 
 def read_image(path: str) -> np.ndarray:
-    """The image as float32 [0,1] RGB of IMAGE_SHAPE, scaled as in training.
+    """The image as uint8 RGB pixels of IMAGE_SHAPE, as CIFAR-10 stores its own.
 
     Grayscale becomes RGB and alpha is dropped; other sizes are resized with
     a note on stderr.
@@ -45,13 +45,13 @@ def read_image(path: str) -> np.ndarray:
         pixels = tf.io.decode_image(content, channels=3, expand_animations=False)
     except tf.errors.InvalidArgumentError:
         raise _not_an_image(path) from None
-    image = tf.cast(pixels, tf.float32) / 255.0
     height, width = IMAGE_SHAPE[:2]
-    if image.shape[:2] != (height, width):
-        print(f"note: {path} is {image.shape[1]}x{image.shape[0]}, resized to "
+    if pixels.shape[:2] != (height, width):
+        print(f"note: {path} is {pixels.shape[1]}x{pixels.shape[0]}, resized to "
               f"{width}x{height}", file=sys.stderr)
-        image = tf.image.resize(image, (height, width), antialias=True)
-    return image.numpy()
+        resized = tf.image.resize(pixels, (height, width), antialias=True)
+        pixels = tf.saturate_cast(tf.round(resized), tf.uint8)
+    return pixels.numpy()
 
 
 def image_size(content: bytes, path: str) -> tuple[int, int]:
@@ -73,7 +73,8 @@ def _not_an_image(path: str) -> UserError:
 
 
 def load_model(path: str):
-    """A function from a batch of images to a batch of class probabilities.
+    """A function from a batch of uint8 images to a batch of class probabilities:
+    a run's classifier, which preprocesses the images itself.
 
     Loading a file that is not a model fails with whichever exception its
     parser meets first (ValueError, OSError, KeyError, ...), so any failure

@@ -4,13 +4,15 @@ and the test results."""
 import sys
 import time
 
+from cifar10_research import metrics
+
 
 class EpochProgress:
-    """Shows step/total, loss, accuracy, images/s and ETA while an epoch runs.
+    """Shows step/total, the training metrics, images/s and ETA while an epoch runs.
 
     On a terminal one line is redrawn in place, at most 10 times a second; in a
-    log file (not a terminal) a line is printed every 15 seconds instead. Loss
-    and accuracy are those read at the last log step.
+    log file (not a terminal) a line is printed every 15 seconds instead. The
+    metrics are the epoch's means read at the last log step.
     """
 
     def __init__(self, epoch: int, epochs: int, total_steps: int, batch_size: int,
@@ -29,15 +31,14 @@ class EpochProgress:
         """Whether it is time to `show` the progress again."""
         return self._enabled and time.perf_counter() - self._last_shown >= self._interval
 
-    def show(self, step: int, running) -> None:
-        """`running`: the epoch's averages at the last log step, or None before it."""
+    def show(self, step: int, running: dict) -> None:
+        """`running`: the epoch's means at the last log step, {name: mean}."""
         now = time.perf_counter()
         self._last_shown = now
         elapsed = now - self._start
         rate = step * self._batch_size / elapsed if elapsed > 0 else 0.0
         eta = (self._total_steps - step) * elapsed / step if step else 0.0
-        results = (f"loss {running.loss:.4f} - accuracy {running.accuracy:.4f}"
-                   if running else "loss - - accuracy -")
+        results = _fields({metric.name: running.get(metric.name) for metric in metrics.TRAINING})
         line = (f"{self._prefix} {step}/{self._total_steps} - {results} - "
                 f"{rate:,.0f} images/s - ETA {eta:.0f}s")
         if self._interactive:
@@ -46,16 +47,19 @@ class EpochProgress:
             self._stream.write(line + "\n")
         self._stream.flush()
 
-    def finish(self, summary: dict) -> None:
-        """Replaces the live line with the epoch's results."""
+    def finish(self, means: dict, seconds: float) -> None:
+        """Replaces the live line with the epoch's results, {name: mean or None}."""
         if not self._enabled:
             return
-        seconds = summary["seconds"]
-        fields = " - ".join(f"{key} {summary[key]:.4f}"
-                            for key in ("loss", "accuracy", "val_loss", "val_accuracy"))
         ending = "\r\033[K" if self._interactive else ""
-        self._stream.write(f"{ending}{self._prefix} - {fields} - {seconds:.1f}s\n")
+        self._stream.write(f"{ending}{self._prefix} - {_fields(means)} - {seconds:.1f}s\n")
         self._stream.flush()
+
+
+def _fields(means: dict) -> str:
+    """`loss 0.1234 - accuracy 0.5678`; `-` for a value not measured."""
+    return " - ".join(f"{name} {'-' if value is None else f'{value:.4f}'}"
+                      for name, value in means.items())
 
 
 def print_validation_plan(val_data: str, validation_split: float) -> None:
@@ -74,11 +78,15 @@ def print_results(results: dict) -> None:
     print(f"Validation accuracy: {results['val_accuracy']:.4f} (last epoch; best "
           f"{results['best_val_accuracy']:.4f}, epoch {results['best_epoch']}) on "
           f"{results['val_data']}")
-    print_test_results(results["test_accuracy"], results["test_loss"], results["test_count"],
-                       results.get("tta", False))
+    print_test_results(results)
 
 
-def print_test_results(accuracy: float, loss: float, count: int, tta: bool) -> None:
-    """The test results; says when they are of test-time augmentation."""
-    with_tta = ", flip test-time augmentation" if tta else ""
-    print(f"Test accuracy: {accuracy:.4f} (loss {loss:.4f}, {count} images{with_tta})")
+def print_test_results(results: dict) -> None:
+    """The test means (`test_<name>` in `results`), accuracy first; says when they
+    are of test-time augmentation."""
+    others = ", ".join(f"{metric.name} {results[f'test_{metric.name}']:.4f}"
+                       for metric in metrics.EVALUATION
+                       if metric != metrics.ACCURACY and f"test_{metric.name}" in results)
+    with_tta = ", flip test-time augmentation" if results.get("tta") else ""
+    print(f"Test accuracy: {results['test_accuracy']:.4f} ({others}, {results['test_count']} "
+          f"images{with_tta})")

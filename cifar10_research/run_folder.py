@@ -13,6 +13,7 @@ import sys
 
 import tensorflow as tf
 
+from cifar10_research import metrics
 from cifar10_research.errors import UserError, first_line
 
 FLAGFILE = "flags.txt"
@@ -30,7 +31,13 @@ RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 TRAIN_LOGS = "train"
 VALIDATION_LOGS = "validation"
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+SECONDS = "seconds"
+# history.json's lists, one value per epoch: each training metric by its name, each
+# validation metric as val_<name> (None where a metric was not measured: one added
+# to the code since the run began), and the epoch's seconds.
+METRIC_KEYS = (*(metric.name for metric in metrics.TRAINING),
+               *(f"val_{metric.name}" for metric in metrics.EVALUATION))
+HISTORY_KEYS = (*METRIC_KEYS, SECONDS)
 # history.json's "val_data": what val_loss and val_accuracy were measured on.
 TEST_SET = "the test set"
 
@@ -94,7 +101,7 @@ def refuse_stale(workdir: str) -> None:
     if os.path.exists(os.path.join(workdir, RESULTS)):
         raise UserError(f"{workdir} holds the results of a finished run but no checkpoint "
                         f"to resume from: choose another --run_name or --model_dir")
-    epochs = len(read_history(workdir)["loss"]) if os.path.exists(
+    epochs = len(read_history(workdir)[SECONDS]) if os.path.exists(
         os.path.join(workdir, HISTORY)) else 0
     if epochs > 1:
         raise UserError(f"{workdir} holds the history of {epochs} epochs but no checkpoint to "
@@ -177,7 +184,8 @@ def read_history(workdir: str, epochs: int | None = None) -> dict:
     """The run's history, cut to its first `epochs` epochs when given.
 
     A run that resumes from a checkpoint older than its history (it crashed
-    between writing the two) redoes the epochs after the checkpoint.
+    between writing the two) redoes the epochs after the checkpoint. A metric
+    the history lacks (added to the code since) reads as None in every epoch.
     """
     path = os.path.join(workdir, HISTORY)
     if epochs == 0 and not os.path.exists(path):
@@ -194,11 +202,20 @@ def read_history(workdir: str, epochs: int | None = None) -> dict:
         raise UserError(f"{path} is not valid JSON: it was edited or damaged") from None
     if problem := _history_problem(history):
         raise UserError(f"{path} {problem}: it was edited or damaged")
-    if epochs is not None and any(len(history[key]) < epochs for key in HISTORY_KEYS):
+    if epochs is not None and len(history[SECONDS]) < epochs:
         raise UserError(f"{path} holds fewer epochs than the checkpoint ({epochs}): it "
                         f"was edited or damaged; choose another --run_name")
-    return {**{key: history[key][:epochs] for key in HISTORY_KEYS},
+    measured = len(history[SECONDS])
+    return {**{key: history.get(key, [None] * measured)[:epochs] for key in HISTORY_KEYS},
             "val_data": history.get("val_data", TEST_SET)}  # Older runs validated on it.
+
+
+def best_epoch(history: dict) -> tuple[int, float]:
+    """(epoch, validation accuracy) of the epoch of best validation accuracy."""
+    accuracies = [-1.0 if value is None else value
+                  for value in history[f"val_{metrics.ACCURACY.name}"]]
+    best = max(accuracies)
+    return accuracies.index(best) + 1, best
 
 
 def _history_problem(history) -> str | None:
@@ -206,22 +223,25 @@ def _history_problem(history) -> str | None:
     kinds = {int: "a number", float: "a number", type(None): "null", list: "a list", str: "a text"}
     if not isinstance(history, dict):
         return f"holds {kinds.get(type(history), 'a value')}, not a history written by train.py"
-    if missing := [key for key in HISTORY_KEYS if key not in history]:
-        return f"lacks {', '.join(missing)}"
-    if bad := [key for key in HISTORY_KEYS if not _numbers(history[key])]:
+    if SECONDS not in history:
+        return f"lacks {SECONDS}"
+    present = [key for key in (SECONDS, *METRIC_KEYS) if key in history]
+    if bad := [key for key in present if not _numbers(history[key])]:
         return f'holds an entry "{bad[0]}" that is not a list of numbers'
-    if len({len(history[key]) for key in HISTORY_KEYS}) > 1:
+    if len({len(history[key]) for key in present}) > 1:
         return "holds lists of different lengths (" + ", ".join(
-            f"{key} {len(history[key])}" for key in HISTORY_KEYS
-            if key == "loss" or len(history[key]) != len(history["loss"])) + ")"
+            f"{key} {len(history[key])}" for key in present
+            if key == SECONDS or len(history[key]) != len(history[SECONDS])) + ")"
     if not isinstance(history.get("val_data", TEST_SET), str):
         return 'holds an entry "val_data" that is not a text'
     return None
 
 
 def _numbers(values) -> bool:
+    """A list of numbers, or None where not measured."""
     return isinstance(values, list) and all(
-        isinstance(value, (int, float)) and not isinstance(value, bool) for value in values)
+        value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+        for value in values)
 
 
 # What a finished run leaves besides results.json, which is written after them.

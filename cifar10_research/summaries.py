@@ -17,13 +17,15 @@ from tensorboard.plugins.hparams import api as hparams_api
 from cifar10_research import metrics, run_folder
 from cifar10_research.config import COMPUTES, Config
 
-# The HParams tab's metrics, in the order its table shows them: (group, tag, name).
+# The HParams tab's metrics, in the order its table shows them, accuracy first:
+# (group, tag, name).
+_BY_ACCURACY = sorted(metrics.EVALUATION, key=lambda metric: metric != metrics.ACCURACY)
 HPARAMS_METRICS = (
-    ("", "test_accuracy", "test accuracy"),
-    ("", "test_loss", "test loss"),
+    *(("", f"test_{metric.name}", f"test {metric.name}") for metric in _BY_ACCURACY),
     (run_folder.VALIDATION_LOGS, "epoch_accuracy", "validation accuracy (last epoch)"),
     (run_folder.VALIDATION_LOGS, "best_epoch_accuracy", "validation accuracy (best epoch)"),
-    (run_folder.VALIDATION_LOGS, "epoch_loss", "validation loss (last epoch)"),
+    *((run_folder.VALIDATION_LOGS, f"epoch_{metric.name}", f"validation {metric.name} (last "
+       f"epoch)") for metric in _BY_ACCURACY[1:]),
 )
 
 
@@ -104,28 +106,30 @@ class Summaries:
         with self._run.as_default():
             tf.summary.graph(graph)
 
-    def step(self, global_step: int, window: metrics.Averages, learning_rate: float,
+    def step(self, global_step: int, window: dict, learning_rate: float,
              images_per_second: float) -> None:
-        """Mean loss and accuracy of the steps since the last call, and their speed."""
+        """The training metrics' means over the steps since the last call
+        ({name: mean}), and their speed."""
         with self._train.as_default(step=global_step):
-            _quality(window, "training batches: mean of the steps since the last point")
+            _means(window, metrics.TRAINING,
+                   "training batches: mean of the steps since the last point")
             tf.summary.scalar("learning_rate", learning_rate,
                               description="the learning rate of the next step")
             tf.summary.scalar("perf/images_per_second", images_per_second,
                               description="training images per second since the last point")
 
-    def epoch(self, epoch: int, global_step: int, train: metrics.Averages,
-              validation: metrics.Averages, best_accuracy: float, seconds: float) -> None:
-        """The epoch's training and validation results; validation also at the
-        global step, on the training curves' tags, so the two overlay."""
+    def epoch(self, epoch: int, global_step: int, train: dict, validation: dict,
+              best_accuracy: float, seconds: float) -> None:
+        """The epoch's training and validation means ({name: mean}); validation
+        also at the global step, on the training curves' tags, so the two overlay."""
         with self._validation.as_default(step=global_step):
-            _quality(validation, f"{self._val_data}, after the epoch ending here")
+            _means(validation, metrics.EVALUATION, f"{self._val_data}, after the epoch ending here")
         with self._train.as_default(step=epoch):
-            _quality(train, "training batches: mean over the epoch", "epoch_")
+            _means(train, metrics.TRAINING, "training batches: mean over the epoch", "epoch_")
             tf.summary.scalar("perf/epoch_seconds", seconds,
                               description="wall time of the epoch, its evaluation included")
         with self._validation.as_default(step=epoch):
-            _quality(validation, self._val_data, "epoch_")
+            _means(validation, metrics.EVALUATION, self._val_data, "epoch_")
             tf.summary.scalar("best_epoch_accuracy", best_accuracy,
                               description=f"the best epoch_accuracy so far ({self._val_data})")
 
@@ -143,13 +147,11 @@ class Summaries:
                 tf.summary.histogram(f"weights/{variable.path}", variable)
                 tf.summary.histogram(f"gradients/{variable.path}", gradient)
 
-    def test_results(self, global_step: int, test: metrics.Averages) -> None:
-        """The final test loss and accuracy: the HParams tab's first metrics."""
+    def test_results(self, global_step: int, test: dict, count: int) -> None:
+        """The final test means ({name: mean}): the HParams tab's first metrics."""
         with self._run.as_default(step=global_step):
-            tf.summary.scalar("test_accuracy", test.accuracy,
-                              description=f"on the {test.count} test images, after training")
-            tf.summary.scalar("test_loss", test.loss,
-                              description=f"on the {test.count} test images, after training")
+            _means(test, metrics.EVALUATION, f"the {count} test images, after training",
+                   "test_")
 
     def start_profiler(self) -> None:
         if not self._profiling:
@@ -167,11 +169,13 @@ class Summaries:
             writer.flush()
 
 
-def _quality(results: metrics.Averages, measured_on: str, prefix: str = "") -> None:
-    """Loss and accuracy scalars, described by what they were measured on."""
-    tf.summary.scalar(f"{prefix}loss", results.loss,
-                      description=f"categorical crossentropy on {measured_on}")
-    tf.summary.scalar(f"{prefix}accuracy", results.accuracy, description=measured_on)
+def _means(means: dict, measured: tuple, measured_on: str, prefix: str = "") -> None:
+    """A scalar for each of the `measured` metrics that `means` holds, described
+    by what it is and what it was measured on."""
+    for metric in measured:
+        if metric.name in means:
+            tf.summary.scalar(f"{prefix}{metric.name}", means[metric.name],
+                              description=f"{metric.description}, on {measured_on}")
 
 
 def _domain(field: dataclasses.Field):

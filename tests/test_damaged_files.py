@@ -72,7 +72,7 @@ GOOD_HISTORY = {"loss": [1.5, 1.2], "accuracy": [0.45, 0.58], "val_loss": [1.3, 
     (json.dumps({**GOOD_HISTORY, "seconds": [20.0, True]}),
      'holds an entry "seconds" that is not a list of numbers'),
     (json.dumps({**GOOD_HISTORY, "val_loss": [1.3]}),
-     "holds lists of different lengths (loss 2, val_loss 1)"),
+     "holds lists of different lengths (seconds 2, val_loss 1)"),
     (json.dumps({**GOOD_HISTORY, "val_data": 3}), 'holds an entry "val_data" that is not a text'),
 ], ids=["number", "null", "list", "dict", "string", "bool", "lengths", "val_data"])
 def test_a_damaged_history_is_named_in_one_line(tmp_path, content, problem):
@@ -86,7 +86,7 @@ def test_a_damaged_history_is_named_in_one_line(tmp_path, content, problem):
 def test_a_run_resumed_over_a_damaged_history_names_it(tmp_path):
     workdir = tmp_path / "run"
     train_tiny(workdir, epochs=1)
-    (workdir / run_folder.HISTORY).write_text(json.dumps({**GOOD_HISTORY, "loss": [None]}))
+    (workdir / run_folder.HISTORY).write_text(json.dumps({**GOOD_HISTORY, "loss": [1.5, "1.2"]}))
     with pytest.raises(UserError, match=r'history.json holds an entry "loss" that is not a '
                                         r'list of numbers: it was edited or damaged'):
         train_tiny(workdir, force=True)

@@ -1,4 +1,4 @@
-"""The tf.data pipelines: order, scaling, full and padded batches."""
+"""The tf.data pipelines (order, full and padded batches) and the preprocessing."""
 
 import numpy as np
 
@@ -10,21 +10,24 @@ def _split(rows):
     return tiny_split(rows, seed=7)
 
 
-def _scaled(images):
-    return images.astype(np.float32) / 255.0
-
-
 def _order(dataset, split):
     """Recovers which examples a dataset (or list of batches) yielded, from their pixels."""
-    flat = _scaled(split.images).reshape(len(split), -1)
+    flat = split.images.reshape(len(split), -1).astype(int)
     found = []
     for images, _ in dataset:
-        for image in images.numpy().reshape(len(images), -1):
+        for image in images.numpy().reshape(len(images), -1).astype(int):
             found.append(int(np.argmin(np.abs(flat - image).sum(axis=1))))
     return found
 
 
-def test_train_batches_are_full_scaled_images_with_their_own_one_hot_labels():
+def test_preprocessing_scales_the_stored_pixels_to_0_1_as_the_tutorial_does():
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    inputs = np.asarray(data.preprocessing()(pixels))
+    assert inputs.dtype == np.float32
+    np.testing.assert_allclose(inputs, pixels / 255.0, rtol=1e-6)
+
+
+def test_train_batches_are_full_stored_images_with_their_own_one_hot_labels():
     split = _split(100)
     dataset = data.train_dataset(split, batch_size=32, seed=0, epoch=1)
     assert dataset.element_spec[0].shape == (32, 32, 32, 3)
@@ -34,8 +37,8 @@ def test_train_batches_are_full_scaled_images_with_their_own_one_hot_labels():
     assert len(set(rows)) == 96
     images = np.concatenate([images for images, _ in batches])
     labels = np.concatenate([labels for _, labels in batches])
-    assert images.dtype == np.float32
-    np.testing.assert_array_equal(images, _scaled(split.images[rows]))
+    assert images.dtype == np.uint8
+    np.testing.assert_array_equal(images, split.images[rows])
     np.testing.assert_array_equal(labels, np.eye(10, dtype=np.float32)[split.labels[rows]])
 
 
@@ -54,8 +57,8 @@ def test_evaluation_covers_every_image_once_and_pads_the_last_batch():
     assert [len(labels) for _, labels in batches] == [32, 32, 32]
     images = np.concatenate([images for images, _ in batches])
     labels = np.concatenate([labels for _, labels in batches])
-    np.testing.assert_array_equal(images[:70], _scaled(split.images))
+    np.testing.assert_array_equal(images[:70], split.images)
     np.testing.assert_array_equal(labels[:70], np.eye(10, dtype=np.float32)[split.labels])
     # Padding repeats image 0 with an all-zero label, which the metrics weigh 0.
-    np.testing.assert_array_equal(images[70:], np.repeat(_scaled(split.images[:1]), 26, axis=0))
+    np.testing.assert_array_equal(images[70:], np.repeat(split.images[:1], 26, axis=0))
     np.testing.assert_array_equal(labels[70:], np.zeros((26, 10)))

@@ -30,9 +30,9 @@ def losses_and_weights(strategy, split, steps):
     for _ in range(steps):
         learner.train_totals.reset()
         learner.train_steps(iterator, tf.constant(1))
-        loss_sum, _, count = learner.train_totals.sums()
-        assert count == 16
-        losses.append(loss_sum / count)
+        sums = learner.train_totals.sums()
+        assert sums["count"] == 16
+        losses.append(sums["loss"] / sums["count"])
     return losses, learner.model.get_weights()
 
 
@@ -52,28 +52,27 @@ def test_evaluation_counts_each_example_once_on_two_replicas(rows):
     split = tiny_split(rows, seed=5)
     single = fresh_learner(one_device()).evaluate(split)
     mirrored = fresh_learner(two_replicas()).evaluate(split)
-    assert single.count == mirrored.count == rows
-    model = fresh_learner(one_device()).model
-    probabilities = model(split.images.astype(np.float32) / 255.0).numpy()
+    assert single["count"] == mirrored["count"] == rows
+    probabilities = fresh_learner(one_device()).classifier(split.images).numpy()
     expected_loss = -np.mean(np.log(probabilities[np.arange(rows), split.labels]))
     expected_accuracy = np.mean(np.argmax(probabilities, axis=1) == split.labels)
-    assert mirrored.loss == pytest.approx(expected_loss, rel=1e-5)
-    assert mirrored.accuracy == pytest.approx(expected_accuracy)
-    assert single.loss == pytest.approx(expected_loss, rel=1e-5)
+    assert mirrored.means()["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert mirrored.means()["accuracy"] == pytest.approx(expected_accuracy)
+    assert single.means()["loss"] == pytest.approx(expected_loss, rel=1e-5)
 
 
 def test_test_time_augmentation_averages_each_image_with_its_mirror():
     split = tiny_split(37, seed=5)
     learner = fresh_learner(two_replicas(), tta=True)
-    results = learner.evaluate(split)
-    images = split.images.astype(np.float32) / 255.0
-    probabilities = (learner.model(images).numpy() + learner.model(images[:, :, ::-1]).numpy()) / 2
-    assert results.count == 37
-    assert results.loss == pytest.approx(
+    results = learner.evaluate(split).means()
+    probabilities = (learner.classifier(split.images).numpy()
+                     + learner.classifier(split.images[:, :, ::-1]).numpy()) / 2
+    assert learner.evaluate(split)["count"] == 37
+    assert results["loss"] == pytest.approx(
         -np.mean(np.log(probabilities[np.arange(37), split.labels])), rel=1e-5)
-    assert results.accuracy == pytest.approx(np.mean(probabilities.argmax(1) == split.labels))
-    without = fresh_learner(two_replicas()).evaluate(split)  # The same weights.
-    assert without.loss != pytest.approx(results.loss, rel=1e-5)
+    assert results["accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == split.labels))
+    without = fresh_learner(two_replicas()).evaluate(split).means()  # The same weights.
+    assert without["loss"] != pytest.approx(results["loss"], rel=1e-5)
 
 
 def trained_weights(tmp_path, name, strategy, **changes):

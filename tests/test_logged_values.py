@@ -66,10 +66,11 @@ def per_step(deterministic):
         batches = data.train_dataset(tiny_cifar().train, CONFIG.batch_size, CONFIG.seed, epoch)
         iterator = iter(learner.distribute_dataset(batches))
         for images, labels in batches:
-            probabilities = learner.model(images, training=True).numpy()
+            logits = learner.model(learner.preprocess(images), training=True).numpy()
             truth = labels.numpy().argmax(axis=1)
-            losses.append(-np.log(probabilities[np.arange(len(truth)), truth]).mean())
-            hits.append(np.mean(probabilities.argmax(axis=1) == truth))
+            log_p = logits - np.log(np.exp(logits.astype(np.float64)).sum(axis=1, keepdims=True))
+            losses.append(-log_p[np.arange(len(truth)), truth].mean())
+            hits.append(np.mean(logits.argmax(axis=1) == truth))
             learner.train_steps(iterator, tf.constant(1))
     return np.array(losses), np.array(hits), learner.weights_fingerprint()
 

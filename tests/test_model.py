@@ -1,7 +1,9 @@
-"""The networks of model.py: the tutorial's untouched, every one a softmax classifier."""
+"""The networks of model.py: the tutorial's untouched, every one a classifier of logits."""
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import model
 
@@ -37,12 +39,52 @@ def test_simple_cnn_has_the_tutorials_layers_in_order():
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
 @pytest.mark.parametrize("training", [False, True])
-def test_outputs_class_probabilities(name, training):
-    images = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
-    probabilities = np.asarray(model.MODELS[name]()(images, training=training))
-    assert probabilities.shape == (4, 10)
+def test_outputs_a_logit_per_class_and_its_classifier_probabilities(name, training):
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    network = model.MODELS[name]()
+    logits = np.asarray(network(images / 255, training=training))
+    assert logits.shape == (4, 10)
+    assert (logits < 0).any()  # Not probabilities: the softmax is the classifier's.
+    probabilities = np.asarray(model.classifier(network)(images))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    assert (probabilities >= 0).all()
+    inference = np.exp(np.asarray(network(images / 255, training=False), np.float64))
+    np.testing.assert_allclose(probabilities, inference / inference.sum(axis=1, keepdims=True),
+                               rtol=1e-4, atol=1e-6)
+
+
+class _Block(keras.layers.Layer):
+    """A custom block: its convolution is a layer inside a layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.convolution = keras.layers.Conv2D(8, 3, padding="same")
+
+    def call(self, inputs):
+        return inputs + self.convolution(inputs)[..., :3]
+
+
+def test_flops_count_layers_nested_in_blocks_and_models():
+    inner = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 1)])
+    network = keras.Sequential([keras.Input((32, 32, 3)), _Block(), inner,
+                                keras.layers.Flatten(), keras.layers.Dense(10)])
+    assert model.flops_per_image(network) == 2 * (32 * 32 * 8 * 27 + 32 * 32 * 4 * 3
+                                                  + 32 * 32 * 4 * 10)
+
+
+class _RowProjection(keras.layers.Layer):
+    """A layer whose product of tensors is a batched matrix product."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(96, 10))
+
+    def call(self, inputs):
+        return tf.matmul(tf.reshape(inputs, (-1, 32, 96)), self.kernel)
+
+
+def test_flops_of_an_op_it_cannot_count_are_refused():
+    network = keras.Sequential([keras.Input((32, 32, 3)), _RowProjection()])
+    with pytest.raises(ValueError, match="cannot count the BatchMatMulV2 op"):
+        model.flops_per_image(network)
 
 
 def test_each_build_is_a_new_model():

@@ -8,7 +8,7 @@ import data
 from cifar10_research import loop, run_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
-from cifar10_research.learner import Learner
+from cifar10_research.learner import Learner, crossentropy
 from tests import events
 from tests.conftest import one_device, tiny_cifar, train_tiny, two_replicas
 
@@ -21,12 +21,16 @@ def train(tmp_path, strategy, **options):
     ("float16", "float16", "LossScaleOptimizer"),
     ("bfloat16", "bfloat16", "Adam"),
 ])
-def test_mixed_precision_computes_in_half_and_outputs_float32(precision, compute_dtype,
-                                                              optimizer):
+def test_mixed_precision_computes_in_half_and_takes_loss_and_softmax_in_float32(
+        precision, compute_dtype, optimizer):
     learner = Learner(one_device(), Config(mixed_precision=precision), steps_per_epoch=8)
     assert learner.model.layers[0].compute_dtype == compute_dtype
     assert learner.model.layers[0].variable_dtype == "float32"
-    assert learner.model.layers[-1].compute_dtype == "float32"
+    images = tiny_cifar().test.images[:2]
+    logits = learner.model(learner.preprocess(images))
+    assert logits.dtype == compute_dtype
+    assert crossentropy(tf.one_hot([0, 1], 10), logits).dtype == tf.float32
+    assert learner.classifier(images).dtype == tf.float32
     assert type(learner.optimizer).__name__ == optimizer
 
 

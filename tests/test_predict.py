@@ -26,11 +26,11 @@ def run_predict(*args):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A folder with an untrained model, saved both ways, and IMAGES; and the
-    model's own probabilities for each image."""
+    """A folder with an untrained classifier, saved both ways as a run saves it,
+    and IMAGES; and the classifier's own probabilities for each image."""
     folder = tmp_path_factory.mktemp("predict")
     keras.utils.set_random_seed(0)
-    network = model.simple_cnn()
+    network = model.classifier(model.simple_cnn())
     network.save(str(folder / "model.keras"))
     network.export(str(folder / "saved_model"), verbose=False)
     rng = np.random.default_rng(0)
@@ -44,12 +44,13 @@ def exported(tmp_path_factory):
 
 
 def expected_input(path):
-    """The pixels the model should see: decoded again, as a JPEG is lossy."""
+    """The pixels the classifier should get: decoded again, as a JPEG is lossy;
+    resized and rounded to whole values when not 32x32."""
     pixels = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
-    image = tf.cast(pixels, tf.float32) / 255.0
-    if image.shape[:2] != (32, 32):
-        image = tf.image.resize(image, (32, 32), antialias=True)
-    return image
+    if pixels.shape[:2] != (32, 32):
+        resized = tf.image.resize(pixels, (32, 32), antialias=True)
+        pixels = tf.saturate_cast(tf.round(resized), tf.uint8)
+    return pixels
 
 
 def parse(line):

@@ -20,8 +20,8 @@ def numbered_cifar() -> dataset.Cifar10:
 
 
 def image_numbers(images) -> list[int]:
-    """The indices written into a batch of [0,1] float images by numbered_cifar."""
-    pixels = np.round(np.asarray(images)[:, 0, 0, :2] * 255).astype(int)
+    """The indices written into a batch of images by numbered_cifar."""
+    pixels = np.asarray(images)[:, 0, 0, :2].astype(int)
     return list(pixels[:, 0] * 256 + pixels[:, 1])
 
 
@@ -71,7 +71,7 @@ def test_held_out_images_are_never_trained_on_and_the_test_set_is_evaluated_once
     cifar = numbered_cifar()
     results = train_tiny(tmp_path / "held", cifar=cifar, validation_split=0.1)
     _, validation = cifar.held_out(0.1)
-    held = set(image_numbers(validation.images.astype(np.float32) / 255))
+    held = set(image_numbers(validation.images))
     assert len(held) == len(validation) == 21  # 10% of each class, rounded.
     # 179 images to train on: 11 batches of 16 an epoch, 2 epochs.
     assert len(spied["trained"]) == 2 * 11 * 16
