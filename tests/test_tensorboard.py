@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_research import dataset, learner, loop, plots, run_folder, summaries
+from cifar10_research import dataset, learner, loop, metrics, plots, run_folder, summaries
 from cifar10_research.config import COMPUTES, Config
 from tests import events, fake_cifar
 from tests.conftest import one_device, run_python
@@ -72,7 +72,7 @@ def test_train_scalars_every_log_step_and_epoch(run_root):
         assert [step for step, _ in train[tag]] == [3, 6, 9, 12], tag
     np.testing.assert_allclose([value for _, value in train["learning_rate"]], 3e-3, rtol=1e-6)
     assert all(value > 0 for _, value in train["perf/images_per_second"])
-    for tag, key in (("epoch_loss", "loss"), ("epoch_accuracy", "accuracy"),
+    for tag, key in (*((f"epoch_{metric.name}", metric.name) for metric in metrics.TRAINING),
                      ("perf/epoch_seconds", "seconds")):
         assert [step for step, _ in train[tag]] == [1, 2], tag
         np.testing.assert_allclose([v for _, v in train[tag]], history[key], rtol=1e-6)
@@ -81,7 +81,8 @@ def test_train_scalars_every_log_step_and_epoch(run_root):
 def test_validation_scalars_and_images_each_epoch(run_root):
     runs, results = run_root
     validation = events.read(str(runs / "watched" / run_folder.VALIDATION_LOGS))
-    for tag, key in (("epoch_accuracy", "val_accuracy"), ("epoch_loss", "val_loss")):
+    for metric in metrics.EVALUATION:
+        tag, key = f"epoch_{metric.name}", f"val_{metric.name}"
         plugin, values = validation[tag]
         assert plugin == "scalars"
         assert [step for step, _ in values] == [1, 2]
@@ -150,16 +151,19 @@ def test_every_scalar_says_what_it_measures_and_speed_sits_apart(run_root):
 
 def test_hparams_declare_what_is_computed_and_the_test_metrics_first(run_root):
     runs, _ = run_root
-    hparams, metrics = events.hparams_experiment(str(runs / "held"))
+    hparams, declared = events.hparams_experiment(str(runs / "held"))
     computed = [field.name for field in dataclasses.fields(Config)
                 if field.metadata["kind"] == COMPUTES]
     assert hparams == computed
     assert {"validation_split", "model", "seed", "learning_rate"} <= set(hparams)
     assert not {"data_dir", "model_dir", "checkpoint", "force", "mode", "gpus",
                 "profile_steps", "histograms"} & set(hparams)
-    assert metrics == [("", "test_accuracy"), ("", "test_loss"),
-                       ("validation", "epoch_accuracy"), ("validation", "best_epoch_accuracy"),
-                       ("validation", "epoch_loss")]
+    assert declared[:2] == [("", "test_accuracy"), ("", "test_loss")]
+    tests = [("", f"test_{metric.name}") for metric in metrics.EVALUATION]
+    validations = [("validation", f"epoch_{metric.name}") for metric in metrics.EVALUATION]
+    assert sorted(declared) == sorted(tests + validations + [("validation",
+                                                              "best_epoch_accuracy")])
+    assert declared.index(("validation", "epoch_accuracy")) == len(tests)  # After the tests.
 
 
 def test_hparams_test_results_and_graph_in_the_run_itself(run_root):
@@ -256,13 +260,14 @@ def test_a_real_tensorboard_serves_the_run(run_root):
             except OSError:
                 pass
             time.sleep(0.5)
-        assert "epoch_accuracy" in scalars["watched/validation"]
         assert "loss" in scalars["watched/train"]
-        served = _get(f"{base}/data/plugin/scalars/scalars?run=watched%2Fvalidation"
-                      f"&tag=epoch_accuracy")  # [[wall time, step, value], ...]
-        assert [(step, value) for _, step, value in served] == [
-            (epoch, pytest.approx(accuracy, rel=1e-6))
-            for epoch, accuracy in enumerate(results["history"]["val_accuracy"], 1)]
+        for metric in metrics.EVALUATION:
+            assert f"epoch_{metric.name}" in scalars["watched/validation"], metric.name
+            served = _get(f"{base}/data/plugin/scalars/scalars?run=watched%2Fvalidation"
+                          f"&tag=epoch_{metric.name}")  # [[wall time, step, value], ...]
+            assert [(step, value) for _, step, value in served] == [
+                (epoch, pytest.approx(mean, rel=1e-6))
+                for epoch, mean in enumerate(results["history"][f"val_{metric.name}"], 1)]
         images = _get(f"{base}/data/plugin/images/tags")
         assert {"predictions", "confusion_matrix"} <= set(images["watched/validation"])
         experiment = _get(f"{base}/data/plugin/hparams/experiment",
@@ -270,8 +275,9 @@ def test_a_real_tensorboard_serves_the_run(run_root):
         names = {info["name"] for info in experiment["hparamInfos"]}
         assert names == {field.name for field in dataclasses.fields(Config)
                          if field.metadata["kind"] == COMPUTES}
-        metrics = [info["name"]["tag"] for info in experiment["metricInfos"]]
-        assert metrics[:2] == ["test_accuracy", "test_loss"]
+        declared = [info["name"]["tag"] for info in experiment["metricInfos"]]
+        assert declared[:2] == ["test_accuracy", "test_loss"]
+        assert {f"test_{metric.name}" for metric in metrics.EVALUATION} <= set(declared)
         sessions = _get(f"{base}/data/plugin/hparams/session_groups", json.dumps(
             {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN"],
              "colParams": [], "startIndex": 0, "sliceSize": 10}).encode())

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 import flags
 import model
-from cifar10_research import dataset, loop, run_folder
+from cifar10_research import dataset, loop, metrics, run_folder
 from cifar10_research.config import COMMAND, Config
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
@@ -80,6 +81,7 @@ def test_results_json_holds_the_returned_results_of_the_final_weights(
     assert saved == {key: value for key, value in results.items() if key != "history"}
     history = results["history"]
     assert saved["test_count"] == 24  # The tiny test batch, each image once.
+    assert {f"test_{metric.name}" for metric in metrics.EVALUATION} <= set(saved)
     assert saved["test_accuracy"] * 24 == pytest.approx(round(saved["test_accuracy"] * 24))
     assert (saved["val_loss"], saved["val_accuracy"]) == (history["val_loss"][-1],
                                                           history["val_accuracy"][-1])
@@ -188,8 +190,12 @@ def test_train_py_trains_prints_results_and_no_banners(tiny_data_dir, tmp_path):
     result = run_python("train.py", f"--data_dir={tiny_data_dir}", "--epochs=1",
                         "--batch_size=16", f"--model_dir={tmp_path}", "--run_name=cli")
     assert result.returncode == 0, result.stderr
-    assert "Epoch 1/1 - loss" in result.stdout
-    assert "Test accuracy: " in result.stdout
+    [epoch_line] = [line for line in result.stdout.splitlines() if line.startswith("Epoch 1/1")]
+    for metric in metrics.EVALUATION:  # The epoch line and the test line name every metric.
+        assert re.search(rf" - val_{metric.name} \d\.\d{{4}} - ", epoch_line), metric.name
+        if metric != metrics.ACCURACY:
+            assert re.search(rf"^Test accuracy: \d\.\d{{4}} \(.*{metric.name} \d\.\d{{4}}, 24 "
+                             rf"images\)$", result.stdout, re.MULTILINE), metric.name
     assert "Total params: 167,562" in result.stdout
     assert result.stderr == ""
     assert (tmp_path / "cli" / run_folder.HISTORY).is_file()
