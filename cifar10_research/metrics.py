@@ -38,10 +38,14 @@ ACCURACY = Metric(
     "accuracy", "share of images whose most probable class is their label (for mixed "
     "images, their dominant label)",
     lambda labels, logits, loss: tf.equal(_true_class(labels), tf.argmax(logits, axis=-1)))
+TOP5_ACCURACY = Metric(
+    "top5_accuracy", "share of images whose label is among their 5 most probable classes",
+    lambda labels, logits, loss: tf.math.in_top_k(_true_class(labels),
+                                                  tf.cast(logits, tf.float32), 5))
 
 # What the training steps measure, and what every evaluation measures.
 TRAINING = (LOSS, ACCURACY)
-EVALUATION = (LOSS, ACCURACY)
+EVALUATION = (LOSS, ACCURACY, TOP5_ACCURACY)
 
 
 class Sums(dict):

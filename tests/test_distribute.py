@@ -56,8 +56,12 @@ def test_evaluation_counts_each_example_once_on_two_replicas(rows):
     probabilities = fresh_learner(one_device()).classifier(split.images).numpy()
     expected_loss = -np.mean(np.log(probabilities[np.arange(rows), split.labels]))
     expected_accuracy = np.mean(np.argmax(probabilities, axis=1) == split.labels)
+    top5 = np.argsort(-probabilities, axis=1)[:, :5]
+    expected_top5 = np.mean([label in best for label, best in zip(split.labels, top5)])
     assert mirrored.means()["loss"] == pytest.approx(expected_loss, rel=1e-5)
     assert mirrored.means()["accuracy"] == pytest.approx(expected_accuracy)
+    assert mirrored.means()["top5_accuracy"] == pytest.approx(expected_top5)
+    assert single.means()["top5_accuracy"] == pytest.approx(expected_top5)
     assert single.means()["loss"] == pytest.approx(expected_loss, rel=1e-5)
 
 

@@ -44,6 +44,7 @@ def test_a_run_stopped_mid_epoch_by_the_old_code_resumes_and_finishes(tmp_path, 
         old = json.load(file)
     for key in old.keys() - {"val_data"}:  # Epoch 1 kept as the old code wrote it.
         assert history[key][:1] == old[key], key
+    assert history["val_top5_accuracy"][0] is None  # Measured since.
     for key in run_folder.HISTORY_KEYS:
         assert len(history[key]) == 2, key
         assert history[key][1] is not None and np.isfinite(history[key][1]), key
