@@ -60,3 +60,12 @@ def test_committed_results_hold_no_path_of_the_machine_that_made_them():
     for path in glob.glob(os.path.join(ROOT, "docs", "*.md")) + [os.path.join(ROOT, "README.md")]:
         text = open(path).read()
         assert not re.search(r"(?<![\w.])/(work|tmp|home|root|Users)/", text), path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["model", "data", "flags"])
+def test_importing_any_top_file_first_prints_nothing(module):
+    """As a notebook does: `import model` first still imports TensorFlow quietly."""
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == ""
