@@ -95,3 +95,24 @@ def crash_on_save(monkeypatch):
         finally:
             monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
     return crash
+
+
+# The runs of run_root, for the TensorBoard and figure tests, as a researcher compares
+# them: "watched", validated on the test set, with histograms and a profile; "held", of
+# another seed, validated on a quarter of the training images held out.
+WATCHED = Config(epochs=2, batch_size=16, learning_rate=3e-3, log_every_n_steps=3,
+                 run_name="watched", histograms=True, profile_steps="2,4")
+HELD = WATCHED.replace(run_name="held", seed=1, validation_split=0.25, histograms=False,
+                       profile_steps="")
+
+
+@pytest.fixture(scope="session")
+def run_root(tmp_path_factory):
+    """A root holding the 2-epoch runs WATCHED and HELD; returns (root, WATCHED's results)."""
+    root = tmp_path_factory.mktemp("tensorboard")
+    fake_cifar.write_folder(str(root / "data"))
+    results = [loop.train_and_evaluate(config.replace(data_dir=str(root / "data")),
+                                       str(root / "runs" / config.run_name),
+                                       strategy=one_device())
+               for config in (WATCHED, HELD)]
+    return root / "runs", results[0]

@@ -5,61 +5,24 @@ import json
 import os
 import re
 import socket
-import struct
 import subprocess
 import sys
 import time
 import urllib.request
 
 import keras
-import matplotlib.colors
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_research import dataset, learner, loop, metrics, plots, run_folder, summaries
+from cifar10_research import dataset, learner, metrics, run_folder, summaries
 from cifar10_research.config import COMPUTES, Config
-from tests import events, fake_cifar
-from tests.conftest import one_device, run_python
+from tests import events
+from tests.conftest import HELD, WATCHED
+from tests.images import pixels, png_size
 
 
-def png_size(png: bytes) -> tuple[int, int]:
-    """(width, height) from a PNG's header; fails on anything but a PNG."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
-    return struct.unpack(">II", png[16:24])
-
-
-def pixels(png: bytes) -> np.ndarray:
-    """A PNG's (height, width, RGB) pixels."""
-    return tf.io.decode_png(png, channels=3).numpy()
-
-
-def pixels_of_colour(image: np.ndarray, colour: str) -> int:
-    """How many pixels are (within antialiasing) of a matplotlib colour."""
-    rgb = np.array(matplotlib.colors.to_rgb(colour)) * 255
-    return int((np.abs(image - rgb).max(axis=-1) < 30).sum())
-
-
-# The runs of run_root, as a researcher compares them: "watched", validated on the
-# test set, with histograms and a profile; "held", of another seed, validated on a
-# quarter of the training images held out.
-WATCHED = Config(epochs=2, batch_size=16, learning_rate=3e-3, log_every_n_steps=3,
-                 run_name="watched", histograms=True, profile_steps="2,4")
-HELD = WATCHED.replace(run_name="held", seed=1, validation_split=0.25, histograms=False,
-                       profile_steps="")
 STEP_TAGS = ("loss", "accuracy", "learning_rate", "perf/images_per_second")
-
-
-@pytest.fixture(scope="module")
-def run_root(tmp_path_factory):
-    """A root holding the 2-epoch runs WATCHED and HELD; returns (root, WATCHED's results)."""
-    root = tmp_path_factory.mktemp("tensorboard")
-    fake_cifar.write_folder(str(root / "data"))
-    results = [loop.train_and_evaluate(config.replace(data_dir=str(root / "data")),
-                                       str(root / "runs" / config.run_name),
-                                       strategy=one_device())
-               for config in (WATCHED, HELD)]
-    return root / "runs", results[0]
 
 
 def test_train_scalars_every_log_step_and_epoch(run_root):
@@ -193,43 +156,6 @@ def test_the_profile_holds_the_chosen_steps(run_root):
 
 
 # Pixels of the run folder's figures: their figsize in plots.py x 100 dpi (plots.to_png).
-FIGURE_SIZES = {run_folder.ACCURACY_PLOT: (600, 400), run_folder.LOSS_PLOT: (600, 400),
-                run_folder.CONFUSION_PLOT: (700, 600),
-                run_folder.PREDICTIONS_PLOT: (750, 800),  # 5 x 5 cells for 24 test images.
-                run_folder.SAMPLE_PLOT: (300, 330)}
-
-
-def test_the_run_folder_figures_have_their_size_and_are_drawn(run_root):
-    runs, results = run_root
-    drawn = {name: (runs / "watched" / name).read_bytes() for name in FIGURE_SIZES}
-    for name, png in drawn.items():
-        assert png_size(png) == FIGURE_SIZES[name], name
-        assert pixels(png).std() > 10, name  # Not blank.
-    for name in (run_folder.ACCURACY_PLOT, run_folder.LOSS_PLOT):
-        for line in ("C0", "C1"):  # The training and the validation curve.
-            assert pixels_of_colour(pixels(drawn[name]), line) > 100, (name, line)
-    # The grid shows every test image: some predicted right (green), some wrong (red).
-    assert 0 < results["test_accuracy"] < 1
-    grid = pixels(drawn[run_folder.PREDICTIONS_PLOT])
-    assert pixels_of_colour(grid, plots.RIGHT) > 10 and pixels_of_colour(grid, plots.WRONG) > 10
-
-
-@pytest.mark.slow
-def test_compare_runs_overlays_several_runs(run_root, tmp_path):
-    runs, results = run_root
-    other = tmp_path / "other"
-    other.mkdir()
-    history = {key: [value * 0.9 for value in results["history"][key]]
-               for key in run_folder.HISTORY_KEYS}
-    (other / run_folder.HISTORY).write_text(json.dumps(history))
-    output = tmp_path / "comparison.png"
-    result = run_python("scripts/compare_runs.py", str(runs / "watched"), str(other),
-                        f"--output={output}")
-    assert result.returncode == 0, result.stderr
-    width, height = png_size(output.read_bytes())
-    assert width > height >= 300
-
-
 def _free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
