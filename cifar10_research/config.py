@@ -16,7 +16,7 @@ from typing import Callable
 
 import data
 import model
-from cifar10_research import cluster, distribute, precision, schedules
+from cifar10_research import cluster, distribute, optimizers, precision, schedules
 from cifar10_research.errors import UserError
 
 # What a setting is for, which decides where it goes:
@@ -73,7 +73,7 @@ class Config:
         64, "Global batch size: the images in one optimizer step, summed over all replicas. "
         "Must divide by the number of replicas.", COMPUTES, rule=at_least(1))
     learning_rate: float = setting(
-        1e-3, "Adam's (peak) learning rate.", COMPUTES,
+        1e-3, "The optimizer's (peak) learning rate.", COMPUTES,
         rule=Rule(lambda value: 0 < value < math.inf, "must be > 0 and finite"))
     seed: int = setting(0, "Seeds the weight initialisation and the per-epoch shuffle.",
                         COMPUTES)
@@ -92,9 +92,17 @@ class Config:
     warmup_epochs: float = setting(0.0, "Epochs over which the learning rate rises linearly "
                                    "from 0 (fractions too, e.g. 0.5).", COMPUTES,
                                    rule=at_least(0))
+    optimizer: str = setting(
+        "adam", "adam (with --weight_decay above 0, decayed as AdamW); adamw; sgd (with "
+        "--momentum and --nesterov).", COMPUTES, choices=optimizers.OPTIMIZERS)
     weight_decay: float = setting(
-        0.0, "Decoupled weight decay; above 0 the optimizer is AdamW (biases and batch-norm "
-        "scales are not decayed).", COMPUTES, rule=at_least(0))
+        0.0, "For adam and adamw, decoupled weight decay (each step w -= learning rate x "
+        "weight_decay x w); for sgd, the L2 penalty of the papers (weight_decay / 2 x |w|^2 "
+        "added to the loss, through the momentum). Biases and batch-norm scales and offsets "
+        "are never decayed.", COMPUTES, rule=at_least(0))
+    momentum: float = setting(0.9, "With --optimizer=sgd: its momentum.", COMPUTES,
+                              rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
+    nesterov: bool = setting(False, "With --optimizer=sgd: Nesterov's momentum.", COMPUTES)
     label_smoothing: float = setting(
         0.0, "Label smoothing of the training loss, in [0, 1).", COMPUTES,
         rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import data
 import model as model_lib
-from cifar10_research import metrics, precision, schedules
+from cifar10_research import metrics, optimizers, precision, schedules
 from cifar10_research.config import Config
 from cifar10_research.dataset import NUM_CLASSES, Split
 
@@ -50,6 +50,9 @@ class Learner:
         self.global_batch_size = config.batch_size
         self.label_smoothing = config.label_smoothing
         self.tta = config.tta
+        self.l2_penalty = functools.partial(
+            optimizers.l2_penalty, config.optimizer, config.weight_decay,
+            lambda: self.model.trainable_variables)
         self.schedule = schedules.WarmupSchedule(
             config.lr_schedule, config.learning_rate, config.epochs * steps_per_epoch,
             round(config.warmup_epochs * steps_per_epoch))
@@ -63,8 +66,9 @@ class Learner:
             with precision.dtype_policy(config.mixed_precision):
                 self.model = model_lib.MODELS[config.model]()
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-            self.optimizer = schedules.make_optimizer(
-                lambda: self.schedule(self.step), config.weight_decay)
+            self.optimizer = optimizers.make_optimizer(
+                config.optimizer, lambda: self.schedule(self.step), config.weight_decay,
+                config.momentum, config.nesterov)
             if config.mixed_precision == "float16":
                 # float16 gradients underflow unless the loss is scaled up first.
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
@@ -104,6 +108,7 @@ class Learner:
             per_example_loss = crossentropy(labels, logits, self.label_smoothing)
             loss = tf.nn.compute_average_loss(
                 per_example_loss, global_batch_size=self.global_batch_size)
+            loss += tf.nn.scale_regularization_loss(self.l2_penalty())  # Split over replicas.
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)  # apply_gradients unscales.
         variables = self.model.trainable_variables

@@ -1,4 +1,4 @@
-"""Learning-rate schedules by name, each after a linear warmup, and the optimizer that follows one.
+"""Learning-rate schedules by name, each after a linear warmup.
 
 A new schedule is one decay function and one SCHEDULES entry; --lr_schedule
 then accepts its name.
@@ -6,7 +6,6 @@ then accepts its name.
 
 import math
 
-import keras
 import tensorflow as tf
 
 STEP_FRACTIONS = (0.5, 0.75)  # Where "step" cuts the rate, as fractions of the run's steps.
@@ -59,17 +58,3 @@ class WarmupSchedule:
         warmup = (tf.minimum(step / self.warmup_steps, 1.0) if self.warmup_steps
                   else tf.ones_like(step))
         return self.base_rate * warmup * self.decay(step, self.warmup_steps, self.total_steps)
-
-
-def make_optimizer(learning_rate, weight_decay: float) -> keras.optimizers.Optimizer:
-    """Adam, or AdamW with decoupled `weight_decay` (scaled by the rate) when it is not 0.
-
-    `learning_rate` is a float or a function of no arguments that Keras calls
-    at each step. Biases and batch-norm scales and offsets are not decayed:
-    shrinking them does not regularise, it only shifts activations.
-    """
-    if weight_decay == 0:
-        return keras.optimizers.Adam(learning_rate)
-    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    return optimizer

@@ -1,4 +1,3 @@
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,28 +38,6 @@ def test_the_rate_is_a_float32_tensor_of_a_tensor_step_in_a_tf_function(name):
     rate = tf.function(schedule)(tf.constant(5, tf.int64))
     assert rate.dtype == tf.float32 and rate.shape == ()
     assert float(rate) == pytest.approx(BASE / 2)
-
-
-def test_the_optimizer_steps_with_the_rate_of_the_runs_step():
-    schedule = schedules.WarmupSchedule("constant", BASE, 100, 10)
-    step = tf.Variable(0, dtype=tf.int64)
-    optimizer = schedules.make_optimizer(lambda: schedule(step), weight_decay=0.0)
-    weight = keras.Variable(1.0)
-    optimizer.build([weight])
-    for _ in range(3):
-        optimizer.apply_gradients([(tf.constant(1.0), weight)])
-        step.assign_add(1)
-    assert float(optimizer.learning_rate) == pytest.approx(BASE * 0.3)
-    step.assign(5)  # Not the optimizer's own count of applied updates (3): the run's step.
-    assert float(optimizer.learning_rate) == pytest.approx(BASE * 0.5)
-
-
-def test_adam_without_weight_decay_and_adamw_with_it():
-    assert type(schedules.make_optimizer(BASE, 0.0)) is keras.optimizers.Adam
-    adamw = schedules.make_optimizer(BASE, 1e-4)
-    assert type(adamw) is keras.optimizers.AdamW
-    assert adamw.weight_decay == pytest.approx(1e-4)
-    assert float(adamw.learning_rate) == pytest.approx(BASE)
 
 
 def test_linear_decays_to_zero_along_a_line_after_a_fractional_warmup():
