@@ -103,6 +103,13 @@ class Config:
     momentum: float = setting(0.9, "With --optimizer=sgd: its momentum.", COMPUTES,
                               rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
     nesterov: bool = setting(False, "With --optimizer=sgd: Nesterov's momentum.", COMPUTES)
+    ema_decay: float = setting(
+        0.0, "Keep an exponential moving average of the weights with this decay (e.g. 0.999; "
+        "0: off), as TensorFlow's ExponentialMovingAverage does with its step count "
+        "(min(decay, (1 + step) / (10 + step))). The averaged weights are the ones evaluated, "
+        "exported and used by --mode=eval; the raw ones train. TensorBoard shows the "
+        "validation of both.", COMPUTES,
+        rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
     label_smoothing: float = setting(
         0.0, "Label smoothing of the training loss, in [0, 1).", COMPUTES,
         rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))

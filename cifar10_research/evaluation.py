@@ -47,7 +47,8 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
                             f"a path like runs/NAME/checkpoints/ckpt-781 (no file "
                             f"extension)") from None
     stopping.check()
-    test = learner.evaluate(cifar.test)
+    with learner.averaged():
+        test = learner.evaluate(cifar.test)
     results = {"checkpoint": path, **{f"test_{name}": mean for name, mean in test.means().items()},
                "test_count": int(test[metrics.COUNT]), "tta": config.tta}
     run_folder.write_json(os.path.join(workdir, run_folder.EVAL_RESULTS), results)

@@ -4,6 +4,7 @@ This is the step code (orbit's StandardTrainer); when steps run, and what is
 logged and saved between them, is `loop.py`'s job.
 """
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -14,7 +15,7 @@ import tensorflow as tf
 
 import data
 import model as model_lib
-from cifar10_research import metrics, optimizers, precision, schedules
+from cifar10_research import averaging, metrics, optimizers, precision, schedules
 from cifar10_research.config import Config
 from cifar10_research.dataset import NUM_CLASSES, Split
 
@@ -73,6 +74,8 @@ class Learner:
                 # float16 gradients underflow unless the loss is scaled up first.
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self.model.trainable_variables)
+            self.average = (averaging.WeightAverage(self.model, config.ema_decay)
+                            if config.ema_decay else None)
             self.train_totals = metrics.Totals(metrics.TRAINING)
             self.eval_totals = metrics.Totals(metrics.EVALUATION)
             self.confusion = metrics.ConfusionMatrix(NUM_CLASSES)
@@ -87,7 +90,13 @@ class Learner:
         # variables; without it a resumed run would draw other masks.
         dropout_seeds = [v for v in self.model.variables if "seed_generator" in v.path]
         return {"model": self.model, "optimizer": self.optimizer, "step": self.step,
-                "dropout_seeds": dropout_seeds}
+                "dropout_seeds": dropout_seeds,
+                **({"weight_average": self.average.averages} if self.average else {})}
+
+    def averaged(self):
+        """Within the block, the model holds the weights that are evaluated and
+        exported: their moving average under --ema_decay, else the raw ones."""
+        return self.average.swapped_in() if self.average else contextlib.nullcontext()
 
     def distribute_dataset(self, dataset: tf.data.Dataset):
         """Splits each global batch over the replicas (and workers: by data)."""
@@ -132,6 +141,8 @@ class Learner:
         """Runs `num_steps` steps in one call, to cut Python overhead per step."""
         for _ in tf.range(num_steps):
             self.strategy.run(self._replica_step, args=next(iterator))
+            if self.average:
+                self.average.update(self.step + 1)
             self.step.assign_add(1)
 
     def _eval_step(self, images, labels):

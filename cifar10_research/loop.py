@@ -18,7 +18,7 @@ from cifar10_research import (checkpoints, dataset, distribute, divergence, fini
                               periodic, progress, resume, run_folder, stopping)
 from cifar10_research.checkpoints import Checkpoints, repair_checkpoint_folder
 from cifar10_research.config import Config
-from cifar10_research.errors import Interrupted, UserError
+from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
 from cifar10_research.progress import EpochProgress
 from cifar10_research.summaries import Summaries, forget_logs_after
@@ -162,7 +162,7 @@ class TrainingLoop:
         epoch_progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
                                        self.config.batch_size, enabled=self.chief)
         train = self.train_epoch(epoch_progress)
-        validation = self.learner.evaluate(self.validation).means()
+        validation = self._validate(epoch)
         seconds = time.perf_counter() - self.epoch_started
         means = {**train, **{f"val_{name}": mean for name, mean in validation.items()}}
         epoch_values = {key: means.get(key) for key in run_folder.METRIC_KEYS}
@@ -170,15 +170,26 @@ class TrainingLoop:
             self.history[key].append(value)
         self.summaries.epoch(epoch, self.step(), train, validation,
                              run_folder.best_epoch(self.history)[1], seconds)
-        finish.write_epoch_figures(self.learner, self.validation, self.train_split,
-                                   self.cifar.class_names, self.summaries, epoch,
-                                   self.config.histograms)
         self.summaries.flush()
         # History first: after a crash in between, resuming redoes this epoch
         # and truncates the history to the checkpoint's epochs.
         run_folder.write_history(self.write_dir, self.history)
         self._save(metrics.Sums(), metrics.Sums())
         epoch_progress.finish(epoch_values, seconds)
+
+    def _validate(self, epoch: int) -> dict:
+        """The validation means of the weights a run evaluates and exports (their
+        average under --ema_decay), and the epoch's figures; under --ema_decay,
+        the raw weights' means too, for TensorBoard."""
+        if self.learner.average:
+            self.summaries.raw_validation(epoch, self.step(),
+                                          self.learner.evaluate(self.validation).means())
+        with self.learner.averaged():
+            validation = self.learner.evaluate(self.validation).means()
+            finish.write_epoch_figures(self.learner, self.validation, self.train_split,
+                                       self.cifar.class_names, self.summaries, epoch,
+                                       self.config.histograms)
+        return validation
 
     def train_epoch(self, epoch_progress: EpochProgress | None = None) -> dict:
         """Trains from the current step to the end of its epoch; returns the
@@ -259,29 +270,23 @@ class TrainingLoop:
             "sums": sums, "logged": logged, "seconds": time.perf_counter() - self.epoch_started})
 
     def _stop(self, stops: dict) -> None:
-        """Ends the run after the checkpoint just saved, on a signal to one worker
-        or more ({task: signal}; {"": signal} on one machine)."""
+        """Ends the run after the checkpoint just saved (see resume.stopped)."""
         self.summaries.flush()
-        signum = next(iter(stops.values()))
-        saved = os.path.join(resume.checkpoint_dir(self.workdir),
-                             os.path.basename(self.checkpoints.latest()))
-        sent, resume_by = ("", f"Resume with: {resume.command(self.workdir)}") if "" in stops else (
-            f" (received by {', '.join(stops)})", "Rerun every worker's command to resume")
-        raise Interrupted(f"Stopped by {signum.name}{sent} after step {self.step()}; saved "
-                          f"{saved}. {resume_by}", stopping.EXIT_CODES[signum])
+        raise resume.stopped(stops, self.step(), self.checkpoints.latest(), self.workdir)
 
     def _finish(self) -> dict:
         """Evaluates the test set, the one time a run does, and writes the model,
         the figures and, last, results.json; returns the results."""
         self._check_weights()
-        test = self.learner.evaluate(self.cifar.test)  # The last collective op of a run.
-        stopping.check()
-        self.summaries.test_results(self.step(), test.means(), int(test[metrics.COUNT]))
-        self.summaries.flush()
-        finish.save_model_and_figures(self.learner, self.cifar.test, self.cifar.class_names,
-                                      self.history, self.write_dir)
-        results = finish.results(test, self.history, self.config.tta,
-                                 self.learner.weights_fingerprint())
+        with self.learner.averaged():
+            test = self.learner.evaluate(self.cifar.test)  # The last collective op of a run.
+            stopping.check()
+            self.summaries.test_results(self.step(), test.means(), int(test[metrics.COUNT]))
+            self.summaries.flush()
+            finish.save_model_and_figures(self.learner, self.cifar.test,
+                                          self.cifar.class_names, self.history, self.write_dir)
+            results = finish.results(test, self.history, self.config.tta,
+                                     self.learner.weights_fingerprint())
         run_folder.write_json(os.path.join(self.write_dir, run_folder.RESULTS), results)
         return results
 

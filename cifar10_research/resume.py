@@ -12,7 +12,8 @@ import sys
 
 from cifar10_research import checkpoints, run_folder
 from cifar10_research.config import NETWORK_SETTINGS, Config, parse_saved_flags
-from cifar10_research.errors import UserError
+from cifar10_research.errors import Interrupted, UserError
+from cifar10_research.stopping import EXIT_CODES
 
 
 def command(workdir: str) -> str:
@@ -21,6 +22,18 @@ def command(workdir: str) -> str:
                             "train.py")
     flagfile = os.path.abspath(os.path.join(workdir, run_folder.FLAGFILE))
     return shlex.join([sys.executable, train_py, f"--flagfile={flagfile}"])
+
+
+def stopped(stops: dict, step: int, checkpoint: str, workdir: str) -> Interrupted:
+    """The stop of a run after `step`, saved in `checkpoint`, on a signal to one
+    worker or more ({task: signal}; {"": signal} on one machine): one line
+    saying how to resume, and the signal's exit code."""
+    signum = next(iter(stops.values()))
+    saved = os.path.join(checkpoint_dir(workdir), os.path.basename(checkpoint))
+    received, resume_by = ("", f"Resume with: {command(workdir)}") if "" in stops else (
+        f" (received by {', '.join(stops)})", "Rerun every worker's command to resume")
+    return Interrupted(f"Stopped by {signum.name}{received} after step {step}; saved {saved}. "
+                       f"{resume_by}", EXIT_CODES[signum])
 
 
 def has_checkpoint(workdir: str) -> bool:

@@ -31,6 +31,7 @@ RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"
 TRAIN_LOGS = "train"
 VALIDATION_LOGS = "validation"
+RAW_VALIDATION_LOGS = "validation_raw"  # Under --ema_decay: the raw weights' validation.
 SECONDS = "seconds"
 # history.json's lists, one value per epoch: each training metric by its name, each
 # validation metric as val_<name> (None where a metric was not measured: one added

@@ -44,7 +44,8 @@ def forget_logs_after(workdir: str, step: int, epoch: int) -> None:
         tags = [value.tag for value in event.summary.value]
         return event.step <= (epoch if tags and tags[0].startswith(EPOCH_TAGS) else step)
 
-    for folder in (run_folder.TRAIN_LOGS, run_folder.VALIDATION_LOGS):
+    for folder in (run_folder.TRAIN_LOGS, run_folder.VALIDATION_LOGS,
+                   run_folder.RAW_VALIDATION_LOGS):
         for path in glob.glob(os.path.join(workdir, folder, "*tfevents*")):
             if path.endswith(".tmp"):  # A rewrite cut short; the file it rewrote is whole.
                 os.remove(path)
@@ -80,6 +81,8 @@ class Summaries:
             os.path.join(workdir, run_folder.VALIDATION_LOGS))
         self._run = tf.summary.create_file_writer(workdir)
         self._train_logdir = os.path.join(workdir, run_folder.TRAIN_LOGS)
+        self._workdir = workdir
+        self._raw_validation = None  # Made when first written to: runs without EMA have none.
         self._val_data = val_data
         self._profiling = False
 
@@ -133,6 +136,18 @@ class Summaries:
             tf.summary.scalar("best_epoch_accuracy", best_accuracy,
                               description=f"the best epoch_accuracy so far ({self._val_data})")
 
+    def raw_validation(self, epoch: int, global_step: int, validation: dict) -> None:
+        """Under --ema_decay, the validation means of the raw weights, which train,
+        beside those of their average (the validation run), on the same tags."""
+        if self._raw_validation is None:
+            self._raw_validation = tf.summary.create_file_writer(
+                os.path.join(self._workdir, run_folder.RAW_VALIDATION_LOGS))
+        on = f"{self._val_data}, by the raw weights (not their moving average)"
+        with self._raw_validation.as_default(step=global_step):
+            _means(validation, metrics.EVALUATION, f"{on}, after the epoch ending here")
+        with self._raw_validation.as_default(step=epoch):
+            _means(validation, metrics.EVALUATION, on, "epoch_")
+
     def images(self, epoch: int, predictions_png: bytes, confusion_png: bytes) -> None:
         """The test-prediction grid and the confusion matrix of this epoch."""
         with self._validation.as_default(step=epoch):
@@ -165,8 +180,9 @@ class Summaries:
             self._profiling = False
 
     def flush(self) -> None:
-        for writer in (self._train, self._validation, self._run):
-            writer.flush()
+        for writer in (self._train, self._validation, self._run, self._raw_validation):
+            if writer:
+                writer.flush()
 
 
 def _means(means: dict, measured: tuple, measured_on: str, prefix: str = "") -> None:

@@ -1,0 +1,98 @@
+"""--ema_decay: a moving average of the weights, evaluated and exported; the raw ones train."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data
+from cifar10_research import evaluation, run_folder
+from cifar10_research.config import Config
+from cifar10_research.learner import Learner
+from tests import events
+from tests.conftest import one_device, tiny_cifar, tiny_split, train_tiny, two_replicas
+
+DECAY = 0.9
+
+
+def averaged_learner(strategy, model="wide_cnn"):
+    keras.utils.set_random_seed(0)
+    return Learner(strategy, Config(batch_size=16, learning_rate=3e-3, model=model,
+                                    ema_decay=DECAY), steps_per_epoch=4)
+
+
+def test_the_average_follows_the_weights_step_by_step_and_swaps_in():
+    """wide_cnn: its batch-norm statistics are averaged too."""
+    learner = averaged_learner(one_device())
+    batches = data.train_dataset(tiny_split(64, seed=2), 16, seed=0, epoch=1)
+    iterator = iter(learner.distribute_dataset(batches))
+    expected = [weight.numpy() for weight in learner.model.weights]
+    for step in range(1, 5):
+        learner.train_steps(iterator, tf.constant(1))
+        decay = min(DECAY, (1 + step) / (10 + step))
+        expected = [decay * average + (1 - decay) * weight.numpy()
+                    for average, weight in zip(expected, learner.model.weights)]
+    raw = [weight.numpy() for weight in learner.model.weights]
+    assert any(not np.allclose(r, e) for r, e in zip(raw, expected))
+    with learner.averaged():
+        for weight, average in zip(learner.model.weights, expected):
+            np.testing.assert_allclose(weight.numpy(), average, rtol=1e-5, atol=1e-6)
+    for weight, before in zip(learner.model.weights, raw):
+        np.testing.assert_array_equal(weight.numpy(), before)
+
+
+def test_the_average_is_the_same_on_one_and_two_replicas():
+    """simple_cnn: no dropout or batch statistics, which differ by replica."""
+    averages = []
+    for strategy in (one_device(), two_replicas()):
+        learner = averaged_learner(strategy, model="simple_cnn")
+        batches = data.train_dataset(tiny_split(64, seed=2), 16, seed=0, epoch=1)
+        learner.train_steps(iter(learner.distribute_dataset(batches)), tf.constant(4))
+        with learner.averaged():
+            averages.append(learner.model.get_weights())
+    for single, mirrored in zip(*averages):
+        np.testing.assert_allclose(mirrored, single, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def averaged_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("averaged") / "run"
+    return workdir, train_tiny(workdir, ema_decay=DECAY, keep_checkpoints=5)
+
+
+def test_a_run_evaluates_and_exports_the_average_and_shows_both_in_tensorboard(averaged_run):
+    workdir, results = averaged_run
+    learner = Learner(one_device(), Config(batch_size=16, ema_decay=DECAY), steps_per_epoch=7)
+    checkpoint = tf.train.Checkpoint(**learner.checkpointed())
+    checkpoint.restore(tf.train.latest_checkpoint(str(workdir / run_folder.CHECKPOINTS)))
+    test = tiny_cifar().test
+    raw_accuracy = learner.evaluate(test).means()["accuracy"]
+    raw_weights = learner.model.get_weights()
+    averages = [average.numpy() for average in learner.average.averages]
+    exported = keras.models.load_model(os.path.join(workdir, run_folder.MODEL))
+    for weight, average, raw in zip(exported.get_weights(), averages, raw_weights):
+        np.testing.assert_array_equal(weight, average)
+        assert not np.array_equal(weight, raw)
+    learner.model.set_weights(averages)
+    assert learner.evaluate(test).means()["accuracy"] == results["test_accuracy"]
+    raw = events.scalars(str(workdir / run_folder.RAW_VALIDATION_LOGS))["epoch_accuracy"]
+    averaged = events.scalars(str(workdir / run_folder.VALIDATION_LOGS))["epoch_accuracy"]
+    assert [step for step, _ in raw] == [step for step, _ in averaged] == [1, 2]
+    assert [value for _, value in averaged] == pytest.approx(
+        results["history"]["val_accuracy"])
+    assert raw[-1][1] == pytest.approx(raw_accuracy)  # The test set is the validation here.
+
+
+def test_eval_mode_evaluates_the_average(averaged_run):
+    workdir, results = averaged_run
+    evaluated = evaluation.evaluate_checkpoint(
+        Config(batch_size=16, ema_decay=DECAY, mode="eval", run_name="run"), str(workdir),
+        strategy=one_device(), cifar=tiny_cifar())
+    assert evaluated["test_accuracy"] == results["test_accuracy"]
+    assert evaluated["test_loss"] == pytest.approx(results["test_loss"], rel=1e-6)
+    raw = evaluation.evaluate_checkpoint(  # Without the average: the raw weights' results.
+        Config(batch_size=16, mode="eval", run_name="run"), str(workdir),
+        strategy=one_device(), cifar=tiny_cifar())
+    assert raw["test_loss"] != pytest.approx(results["test_loss"], rel=1e-6)
