@@ -111,17 +111,17 @@ def run(command: list[str], workdir: str) -> None:
 
 
 def read_runs(root: str, recipes: dict, seeds: list[int]) -> dict:
-    """{recipe: [(history, results) of each seed's run]}."""
+    """{recipe: {seed: (history, results) of its run}}, recipes in the order given."""
     runs = {}
     for name in recipes:
-        runs[name] = []
+        runs[name] = {}
         for seed in seeds:
             workdir = os.path.join(root, run_name(name, seed))
             results = run_folder.read_results(workdir)
             if results is None:
                 raise UserError(f"{workdir} has no {run_folder.RESULTS}: it has not finished; "
                                 f"rerun the sweep to finish it")
-            runs[name].append((run_folder.read_history(workdir), results))
+            runs[name][seed] = run_folder.read_history(workdir), results
     return runs
 
 
@@ -135,9 +135,8 @@ def results_table(recipes: dict, runs: dict) -> str:
     lines = ["| rank | recipe | flags | seeds | validated on | validation accuracy (mean ± std) "
              "| test accuracy (mean ± std) | seconds per run |",
              "|---|---|---|---|---|---|---|---|"]
-    ranked = sorted(runs.items(), key=lambda item: -statistics.mean(
-        results["val_accuracy"] for _, results in item[1]))
-    for rank, (name, seed_runs) in enumerate(ranked, 1):
+    for rank, (name, by_seed) in enumerate(_ranked(runs), 1):
+        seed_runs = list(by_seed.values())
         validation = [results["val_accuracy"] for _, results in seed_runs]
         test = [results["test_accuracy"] for _, results in seed_runs]
         seconds = statistics.mean(sum(history["seconds"]) for history, _ in seed_runs)
@@ -146,6 +145,12 @@ def results_table(recipes: dict, runs: dict) -> str:
                      f"{seed_runs[0][1]['val_data']} | {_mean_and_std(validation)} | "
                      f"{_mean_and_std(test)} | {seconds:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def _ranked(runs: dict) -> list:
+    """runs' items by mean validation accuracy, best first."""
+    return sorted(runs.items(), key=lambda item: -statistics.mean(
+        results["val_accuracy"] for _, results in item[1].values()))
 
 
 def write_results(root: str, recipes: dict, runs: dict, extra: list[str]) -> None:
@@ -158,6 +163,6 @@ def write_results(root: str, recipes: dict, runs: dict, extra: list[str]) -> Non
                 "(history.json), mean over the seeds.\n")
     run_folder.write_text(os.path.join(root, RESULTS),
                           results_table(recipes, runs) + note + footnote)
-    curves = {name: [history["val_accuracy"] for history, _ in seed_runs]
-              for name, seed_runs in runs.items()}
+    curves = {name: [history["val_accuracy"] for history, _ in by_seed.values()]
+              for name, by_seed in runs.items()}
     plots.save(plots.mean_curves(curves), os.path.join(root, CURVES))
