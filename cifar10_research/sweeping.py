@@ -6,7 +6,8 @@ FLAGS" inline. A run is `python train.py <recipe flags> <shared flags>
 --seed=S --run_name=<recipe>-seed<S> --model_dir=<root>`; a run whose
 history.json already holds all its epochs is reused, so rerunning a sweep
 resumes it. The results table ranks recipes by validation accuracy and
-reports test accuracy beside it.
+reports test accuracy beside it; a second table compares each recipe with the
+first given (the baseline), run by run with the same seed (see paired.py).
 """
 
 import os
@@ -16,7 +17,7 @@ import statistics
 import subprocess
 import sys
 
-from cifar10_research import plots, run_folder, stopping
+from cifar10_research import paired, plots, run_folder, stopping
 from cifar10_research.config import Config
 from cifar10_research.errors import Interrupted, UserError
 
@@ -111,17 +112,17 @@ def run(command: list[str], workdir: str) -> None:
 
 
 def read_runs(root: str, recipes: dict, seeds: list[int]) -> dict:
-    """{recipe: [(history, results) of each seed's run]}."""
+    """{recipe: {seed: (history, results) of its run}}, recipes in the order given."""
     runs = {}
     for name in recipes:
-        runs[name] = []
+        runs[name] = {}
         for seed in seeds:
             workdir = os.path.join(root, run_name(name, seed))
             results = run_folder.read_results(workdir)
             if results is None:
                 raise UserError(f"{workdir} has no {run_folder.RESULTS}: it has not finished; "
                                 f"rerun the sweep to finish it")
-            runs[name].append((run_folder.read_history(workdir), results))
+            runs[name][seed] = run_folder.read_history(workdir), results
     return runs
 
 
@@ -135,9 +136,8 @@ def results_table(recipes: dict, runs: dict) -> str:
     lines = ["| rank | recipe | flags | seeds | validated on | validation accuracy (mean ± std) "
              "| test accuracy (mean ± std) | seconds per run |",
              "|---|---|---|---|---|---|---|---|"]
-    ranked = sorted(runs.items(), key=lambda item: -statistics.mean(
-        results["val_accuracy"] for _, results in item[1]))
-    for rank, (name, seed_runs) in enumerate(ranked, 1):
+    for rank, (name, by_seed) in enumerate(_ranked(runs), 1):
+        seed_runs = list(by_seed.values())
         validation = [results["val_accuracy"] for _, results in seed_runs]
         test = [results["test_accuracy"] for _, results in seed_runs]
         seconds = statistics.mean(sum(history["seconds"]) for history, _ in seed_runs)
@@ -148,8 +148,46 @@ def results_table(recipes: dict, runs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ranked(runs: dict) -> list:
+    """runs' items by mean validation accuracy, best first."""
+    return sorted(runs.items(), key=lambda item: -statistics.mean(
+        results["val_accuracy"] for _, results in item[1].values()))
+
+
+def comparison(runs: dict) -> str:
+    """A paragraph and a Markdown table: each recipe's accuracy minus the first recipe's
+    (the baseline), paired by seed, with its 95% interval and what it says; ranked rows."""
+    baseline = next(iter(runs))
+    lines = [f"Against the baseline, {baseline} (the first recipe given): each recipe's "
+             f"accuracy minus the baseline's, taken seed by seed (a seed fixes the order of "
+             f"the images and, for the same network, the initial weights); their mean ± the "
+             f"half-width of its 95% confidence interval (Student's t, n - 1 degrees of "
+             f"freedom for n seeds), then the interval. It takes the seeds as independent "
+             f"pairs and their differences as normal; an interval that holds 0 is not "
+             f"distinguishable from the baseline.", "",
+             "| rank | recipe | validation accuracy minus the baseline's | on validation "
+             "| test accuracy minus the baseline's | on test |", "|---|---|---|---|---|---|"]
+    for rank, (name, by_seed) in enumerate(_ranked(runs), 1):
+        cells = ["—", "the baseline"] * 2 if name == baseline else [
+            cell for key in ("val_accuracy", "test_accuracy")
+            for cell in _compared(runs[baseline], by_seed, key)]
+        lines.append(f"| {rank} | {name} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _compared(baseline: dict, candidate: dict, key: str) -> list[str]:
+    """[the difference of `key` with its interval, what it says]."""
+    found = paired.difference({seed: results[key] for seed, (_, results) in baseline.items()},
+                              {seed: results[key] for seed, (_, results) in candidate.items()})
+    if found.half_width is None:
+        return [f"{found.mean:+.4f} ± n/a", paired.verdict(found)]
+    low, high = found.mean - found.half_width, found.mean + found.half_width
+    return [f"{found.mean:+.4f} ± {found.half_width:.4f} [{low:+.4f}, {high:+.4f}]",
+            paired.verdict(found)]
+
+
 def write_results(root: str, recipes: dict, runs: dict, extra: list[str]) -> None:
-    """results.md (the table, with the flags every run got) and curves.png in `root`."""
+    """results.md (the tables, with the flags every run got) and curves.png in `root`."""
     note = f"\nEvery run also got `{shlex.join(extra)}`.\n" if extra else ""
     footnote = ("\nRanked by validation accuracy (the last epoch's); test accuracy is "
                 "reported beside it and chose nothing. A recipe validated on the test set "
@@ -157,7 +195,8 @@ def write_results(root: str, recipes: dict, runs: dict, extra: list[str]) -> Non
                 "deviation over the seeds; seconds: the sum of a run's epoch times "
                 "(history.json), mean over the seeds.\n")
     run_folder.write_text(os.path.join(root, RESULTS),
-                          results_table(recipes, runs) + note + footnote)
-    curves = {name: [history["val_accuracy"] for history, _ in seed_runs]
-              for name, seed_runs in runs.items()}
+                          results_table(recipes, runs) + note + footnote + "\n"
+                          + comparison(runs))
+    curves = {name: [history["val_accuracy"] for history, _ in by_seed.values()]
+              for name, by_seed in runs.items()}
     plots.save(plots.mean_curves(curves), os.path.join(root, CURVES))

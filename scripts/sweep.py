@@ -14,9 +14,11 @@ after `--` (given to every run) override a recipe's. Write flags as --name=value
 A run whose history.json already holds all its epochs is reused, so rerunning the
 same command resumes a sweep. Then writes <model_dir>/results.md, a table of each
 recipe's validation and test accuracy (mean ± sample std over the seeds), ranked by
-validation accuracy, and <model_dir>/curves.png, each recipe's mean validation
-accuracy per epoch. Tune with --validation_split=0.1 after `--`, so that the ranking
-never looks at the test set.
+validation accuracy, then (printed too) each recipe against the first given, the
+baseline: the difference of its accuracies, paired by seed, with a 95% confidence
+interval and whether it is better, worse or not distinguishable; and
+<model_dir>/curves.png, each recipe's mean validation accuracy per epoch. Tune with
+--validation_split=0.1 after `--`, so that the ranking never looks at the test set.
 """
 
 import os
@@ -25,9 +27,9 @@ import re
 from absl import flags
 
 from cifar10_research import command  # The first of the project's imports: see command.py.
-from cifar10_research.sweeping import (CURVES, RESULTS, parse_recipes, read_runs,
-                                       refuse_repeated_seeds, run, run_command, run_name,
-                                       write_results)
+from cifar10_research.sweeping import (CURVES, RESULTS, comparison, parse_recipes,
+                                       read_runs, refuse_repeated_seeds, run, run_command,
+                                       run_name, write_results)
 
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds to run each recipe with.")
 flags.DEFINE_string("model_dir", "sweeps", "Root folder of the runs and the results.")
@@ -51,7 +53,9 @@ def main(argv):
         for seed in seeds:
             run(run_command(recipe_flags, seed, name, root, extra),
                 os.path.join(root, run_name(name, seed)))
-    write_results(root, recipes, read_runs(root, recipes, seeds), extra)
+    runs = read_runs(root, recipes, seeds)
+    write_results(root, recipes, runs, extra)
+    print(comparison(runs))
     print(f"Wrote {os.path.join(root, RESULTS)} and {os.path.join(root, CURVES)}")
 
 

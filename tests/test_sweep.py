@@ -117,6 +117,61 @@ def test_one_seed_has_no_std(tmp_path):
         f"| 1 | plain | (defaults) | 1 | {VAL_DATA} | 0.6123 ± n/a | 0.5988 ± n/a | 10 |")
 
 
+COMPARED = ("| rank | recipe | validation accuracy minus the baseline's | on validation "
+            "| test accuracy minus the baseline's | on test |")
+
+
+def _write_runs(root, accuracies):
+    """{recipe: [(validation, test accuracy) of seed 0, 1, ...]} as finished runs."""
+    for name, seed_accuracies in accuracies.items():
+        for seed, (validation, test) in enumerate(seed_accuracies):
+            _write_run(root / f"{name}-seed{seed}", [validation], test)
+
+
+def _three_recipes(root):
+    """The runs of test_each_recipe_is_compared_with_the_first_paired_by_seed."""
+    _write_runs(root, {"tutorial": [(0.60, 0.60), (0.62, 0.61), (0.64, 0.62)],
+                       "improved": [(0.65, 0.57), (0.66, 0.59), (0.70, 0.60)],
+                       "tied": [(0.61, 0.60), (0.61, 0.61), (0.65, 0.62)]})
+    recipes = {"tutorial": [], "improved": [], "tied": []}
+    return sweeping.read_runs(str(root), recipes, [0, 1, 2])
+
+
+def test_each_recipe_is_compared_with_the_first_paired_by_seed(tmp_path):
+    # t_{0.975, 2} = 4.302653; half-width = t * sd(d) / sqrt(3).
+    # improved, validation: d = .05, .04, .06: mean .05, sd .01, half-width .024841:
+    #   [.025159, .074841].
+    #   test: d = -.03, -.02, -.02: mean -.023333, sd .005774, half-width .014342:
+    #   [-.037675, -.008991].
+    # tied, validation: d = .01, -.01, .01: mean .003333, sd .011547, half-width .028684:
+    #   [-.025351, .032017].
+    #   test: d = 0, 0, 0: mean 0, sd 0: the interval [0, 0] holds 0.
+    assert sweeping.comparison(_three_recipes(tmp_path)).splitlines()[-5:] == [
+        COMPARED, "|---|---|---|---|---|---|",
+        "| 1 | improved | +0.0500 ± 0.0248 [+0.0252, +0.0748] | better than the baseline | "
+        "-0.0233 ± 0.0143 [-0.0377, -0.0090] | worse than the baseline |",
+        "| 2 | tied | +0.0033 ± 0.0287 [-0.0254, +0.0320] | not distinguishable from the "
+        "baseline | +0.0000 ± 0.0000 [+0.0000, +0.0000] | not distinguishable from the "
+        "baseline |",
+        "| 3 | tutorial | — | the baseline | — | the baseline |"]
+
+
+def test_the_comparison_pairs_runs_by_seed_not_by_their_order(tmp_path):
+    runs = _three_recipes(tmp_path)
+    in_order = sweeping.comparison(runs)
+    runs["improved"] = dict(reversed(runs["improved"].items()))
+    assert sweeping.comparison(runs) == in_order
+
+
+def test_one_seed_compares_without_an_interval(tmp_path):
+    _write_runs(tmp_path, {"plain": [(0.60, 0.50)], "other": [(0.65, 0.45)]})
+    runs = sweeping.read_runs(str(tmp_path), {"plain": [], "other": []}, [0])
+    assert sweeping.comparison(runs).splitlines()[-2:] == [
+        "| 1 | other | +0.0500 ± n/a | n/a: one seed, the interval cannot be computed | "
+        "-0.0500 ± n/a | n/a: one seed, the interval cannot be computed |",
+        "| 2 | plain | — | the baseline | — | the baseline |"]
+
+
 def test_an_unfinished_run_is_named(tmp_path):
     _write_run(tmp_path / "plain-seed0", [0.6], finished=False)
     with pytest.raises(UserError, match="plain-seed0 has no results.json: it has not finished"):
@@ -127,13 +182,22 @@ def test_an_unfinished_run_is_named(tmp_path):
 def test_a_resumed_sweep_reuses_finished_runs_and_writes_results(tmp_path):
     for seed in (0, 1):
         _write_run(tmp_path / f"quick-seed{seed}", [0.4, 0.5 + seed / 10], 0.3)
+        _write_run(tmp_path / f"one-seed{seed}", [0.45], 0.3)
     result = _run_sweep("--seeds=0,1", f"--model_dir={tmp_path}",
-                        "--recipe=quick: --epochs=2", "--", "--data_dir=nowhere")
+                        "--recipe=quick: --epochs=2", "--recipe=one: --epochs=1", "--",
+                        "--data_dir=nowhere")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("Reusing the finished run") == 2
+    assert result.stdout.count("Reusing the finished run") == 4
     results = (tmp_path / sweeping.RESULTS).read_text()
     assert (f"| 1 | quick | `--epochs=2` | 2 | {VAL_DATA} | 0.5500 ± 0.0707 | 0.3000 ± 0.0000 "
             f"| 20 |") in results
+    # d = -0.05, -0.15: mean -0.1, sd 0.070711; t_{0.975, 1} = 12.706205:
+    # half-width 12.706205 * 0.070711 / sqrt(2) = 0.635310.
+    compared = ("| 2 | one | -0.1000 ± 0.6353 [-0.7353, +0.5353] | not distinguishable from "
+                "the baseline | +0.0000 ± 0.0000 [+0.0000, +0.0000] | not distinguishable "
+                "from the baseline |")
+    assert "Against the baseline, quick (the first recipe given)" in results
+    assert compared in results and compared in result.stdout.splitlines()
     assert "Ranked by validation accuracy" in results
     assert "Every run also got `--data_dir=nowhere`." in results
     png = (tmp_path / sweeping.CURVES).read_bytes()
@@ -160,8 +224,9 @@ def test_ctrl_c_stops_the_sweeps_run_once_and_the_rerun_resumes_it(tiny_data_dir
     arguments = [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"), "--seeds=0",
                  f"--model_dir={tmp_path}", "--recipe=long: --epochs=8 --batch_size=8", "--",
                  f"--data_dir={tiny_data_dir}"]
+    env = {**os.environ, "PYTHONPATH": ROOT}  # This checkout's library, as run_python.
     sweep = subprocess.Popen(arguments, cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, env=env)
     state = tmp_path / "long-seed0" / run_folder.CHECKPOINTS / "checkpoint"
     while sweep.poll() is None and not state.exists():
         time.sleep(0.01)
@@ -173,6 +238,7 @@ def test_ctrl_c_stops_the_sweeps_run_once_and_the_rerun_resumes_it(tiny_data_dir
                         run_stop)
     assert sweep_stop == (f"Stopped by SIGINT during the run {tmp_path}/long-seed0: rerun the "
                           f"sweep to go on (it reuses finished runs and resumes this one)")
-    rerun = subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert "Resuming " in rerun.stdout and (tmp_path / sweeping.RESULTS).exists()
