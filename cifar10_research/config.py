@@ -12,56 +12,19 @@ import dataclasses
 import math
 import os
 import re
-from typing import Callable
 
 import data
 import model
 from cifar10_research import cluster, distribute, optimizers, precision, schedules
 from cifar10_research.errors import UserError
+from cifar10_research.settings import COMMAND, COMPUTES, Rule, at_least, matches, setting
 
-# What a setting is for, which decides where it goes:
-COMPUTES = "computes"  # changes what a run computes: a resume must keep it (or --force)
-RUNS = "runs"  # where and how a run runs: saved in flags.txt, free to change on resume
-COMMAND = "command"  # concerns one command, not the run: not saved in flags.txt
 MAX_CPU_DEVICES = 16  # --num_cpu_devices: the most that trained (see its help).
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """A check of one value: `holds(value)`, else the error `--<name> <says>`."""
-
-    holds: Callable
-    says: str
-
-    def message(self, name: str) -> str:
-        return f"--{name} {self.says}"
-
-
-def at_least(minimum) -> Rule:
-    return Rule(lambda value: value >= minimum, f"must be at least {minimum}")
-
-
-def _matches(pattern: str, says: str) -> Rule:
-    return Rule(lambda value: re.fullmatch(pattern, value) is not None, says)
 
 
 def _valid_profile_steps(value: str) -> bool:
     match = re.fullmatch(r"(\d+),(\d+)", value)
     return not value or bool(match and 1 <= int(match[1]) <= int(match[2]))
-
-
-def setting(default, help: str, kind: str = RUNS, *, choices=None, rule: Rule | None = None,
-            network: bool = False):
-    """A Config field's declaration.
-
-    `choices`: a registry (dict) or tuple of the allowed values. `network`:
-    the setting shapes the network's variables, so a run's checkpoints fit
-    only its own value; a command that names a run takes it from the run's
-    flags.txt unless given.
-    """
-    return dataclasses.field(default=default, metadata={
-        "help": help, "kind": kind, "choices": tuple(choices) if choices else None,
-        "rule": rule, "network": network})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,8 +100,8 @@ class Config:
     run_name: str = setting(
         "", "Name of this run's folder under --model_dir (default: the start time, e.g. "
         "2026-11-27_14-03-59).",
-        rule=_matches(r"(?!\.+$)[\w.-]{0,200}", "may hold only letters, digits, '_', '-' "
-                      "and '.', and not only dots, up to 200 of them"))
+        rule=matches(r"(?!\.+$)[\w.-]{0,200}", "may hold only letters, digits, '_', '-' "
+                     "and '.', and not only dots, up to 200 of them"))
     log_every_n_steps: int = setting(
         100, "Write training loss and accuracy to TensorBoard every this many steps.",
         rule=at_least(1))
@@ -159,8 +122,8 @@ class Config:
                   f"logical CPUs hung when measured"))
     gpus: str = setting("", "Comma-separated indices of the GPUs to use, e.g. 0,2 "
                         "(default: all).",
-                        rule=_matches(r"(\d+(,\d+)*)?", "must be comma-separated GPU "
-                                      "indices, e.g. 0,1"))
+                        rule=matches(r"(\d+(,\d+)*)?", "must be comma-separated GPU "
+                                     "indices, e.g. 0,1"))
     steps_per_loop: int = setting(
         1, "Training steps run inside one tf.function call; more cuts the Python overhead "
         "per step, with the same results.", rule=at_least(1))
