@@ -7,13 +7,33 @@ import tensorflow as tf
 
 import model
 
-PARAMETERS = {"simple_cnn": 167_562, "wide_cnn": 357_482, "fast_cnn": 113_738}
+PARAMETERS = {"simple_cnn": 167_562, "wide_cnn": 357_482, "fast_cnn": 113_738,
+              "resnet20": 274_042, "resnet32": 469_370, "resnet44": 664_698,
+              "resnet56": 860_026, "resnet110": 1_739_002}
+# He et al. 2016, section 4.2: "0.27M" (ResNet-20), "0.85M" (56), "1.7M" (110).
+PAPER_PARAMETERS = {"resnet20": 0.27e6, "resnet56": 0.85e6, "resnet110": 1.7e6}
 # 2 x multiply-adds of the convolutions and dense layers, as model.flops_per_image counts.
 FLOPS = {"simple_cnn": 2 * (30 * 30 * 32 * 27 + 13 * 13 * 64 * 288 + 2304 * 64 + 64 * 10),
          "wide_cnn": 2 * (32 * 32 * 32 * 27 + 16 * 16 * 64 * 288 + 8 * 8 * 128 * 576
                           + 2048 * 128 + 128 * 10),
          "fast_cnn": 2 * (30 * 30 * 32 * 27 + 13 * 13 * 64 * 288 + 4 * 4 * 128 * 576
                           + 2048 * 10)}
+
+
+def resnet_flops(depth: int) -> int:
+    """The stem, then per stage of size S and F filters: 2n 3x3 convolutions (the
+    first of a halving stage takes F/2 channels in), a 1x1 projection where the
+    size halves; the dense layer."""
+    n = (depth - 2) // 6
+    total = 32 * 32 * 16 * 27 + 64 * 10
+    for size, filters, halves in ((32, 16, False), (16, 32, True), (8, 64, True)):
+        inputs = filters // 2 if halves else filters
+        total += size * size * filters * 9 * (inputs + (2 * n - 1) * filters)
+        total += size * size * filters * inputs if halves else 0
+    return 2 * total
+
+
+FLOPS.update({f"resnet{depth}": resnet_flops(depth) for depth in (20, 32, 44, 56, 110)})
 
 
 def test_every_registered_model_has_its_parameter_and_flop_counts_recorded_here():
@@ -23,8 +43,18 @@ def test_every_registered_model_has_its_parameter_and_flop_counts_recorded_here(
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
 def test_builds_with_the_recorded_parameter_count(name):
     network = model.MODELS[name]()
-    assert network.name == name.replace("_", "-")
+    assert network.name == name.replace("_", "-").replace("resnet", "resnet-")
     assert network.count_params() == PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))
+def test_the_resnets_have_the_papers_parameter_counts(name):
+    assert PARAMETERS[name] == pytest.approx(PAPER_PARAMETERS[name], rel=0.025)  # 2 digits.
+
+
+def test_a_resnet_is_6n_plus_2_layers_deep():
+    with pytest.raises(ValueError, match="6n . 2 layers, not 21"):
+        model.resnet(21)
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
@@ -47,7 +77,8 @@ def test_outputs_a_logit_per_class_and_its_classifier_probabilities(name, traini
     assert (logits < 0).any()  # Not probabilities: the softmax is the classifier's.
     probabilities = np.asarray(model.classifier(network)(images))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    inference = np.exp(np.asarray(network(images / 255, training=False), np.float64))
+    inference = np.asarray(network(images / 255, training=False), np.float64)
+    inference = np.exp(inference - inference.max(axis=1, keepdims=True))
     np.testing.assert_allclose(probabilities, inference / inference.sum(axis=1, keepdims=True),
                                rtol=1e-4, atol=1e-6)
 
