@@ -6,13 +6,11 @@ as unpacked from `cifar-10-python.tar.gz`. `data.py` turns the Splits read
 here into tf.data pipelines.
 """
 
-import codecs
 import dataclasses
 import functools
 import hashlib
 import http.client
 import os
-import pickle
 import shutil
 import tarfile
 import tempfile
@@ -21,7 +19,7 @@ import urllib.request
 import numpy as np
 import tensorflow as tf
 
-from cifar10_research import stopping
+from cifar10_research import safe_pickle, stopping
 from cifar10_research.errors import Interrupted, UserError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -223,36 +221,10 @@ def _read_batch(folder: str, name: str, expected_rows: int) -> Split:
     return Split(np.ascontiguousarray(images), labels.astype(np.int32))
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles CIFAR-10's arrays but refuses every other global, so no code runs.
-
-    `_codecs.encode` is how Python 3 writes bytes into a protocol-2 pickle.
-    """
-
-    # numpy.core.multiarray._reconstruct, wherever this numpy version keeps it.
-    _reconstruct = np.zeros(0).__reduce__()[0]
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-                ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-                ("numpy", "ndarray"): np.ndarray,
-                ("numpy", "dtype"): np.dtype,
-                ("_codecs", "encode"): codecs.encode}
-
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
-        return self._ALLOWED[(module, name)]
-
-
 def _unpickle(path: str) -> dict:
     stopping.check()  # Between the files: the ones read so far are only in memory.
     hint = f"re-extract {TARBALL} there, or delete {os.path.dirname(path)} to download again"
-    if not os.path.isfile(path):
-        raise UserError(f"{path} is missing: {hint}")
-    try:
-        with open(path, "rb") as file:
-            content = _NumpyOnlyUnpickler(file, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as error:
-        raise UserError(f"{path} is truncated or corrupt ({error}): {hint}") from None
+    content = safe_pickle.load(path, hint)
     if not isinstance(content, dict):
         raise UserError(f"{path} does not hold a CIFAR-10 batch: {hint}")
     return content
