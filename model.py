@@ -1,14 +1,15 @@
 """The networks, by name: the Keras CIFAR-10 tutorial's CNN and stronger ones.
 
-A network is one function returning a new keras.Model from images as
-`data.preprocessing` makes them to one logit per class, and one MODELS entry;
+A network is one function of the number of classes (the dataset's) returning
+a new keras.Model from images as `data.preprocessing` makes them to one logit
+per class, and one MODELS entry;
 --model then accepts its name. What every network needs besides is done once
 for all of them: the loss from the logits, in float32 under mixed precision
 (learner.py), and the softmax, in float32, of the classifier that users call
 and that a run exports (`classifier`).
 """
 
-from cifar10_research.dataset import IMAGE_SHAPE, NUM_CLASSES  # First: TensorFlow, quietly.
+from cifar10_research.dataset import IMAGE_SHAPE  # First: TensorFlow, quietly.
 
 import keras
 import numpy as np
@@ -27,17 +28,17 @@ def _tutorial_convolutions() -> list:
             layers.MaxPooling2D(2)]
 
 
-def simple_cnn() -> keras.Model:
+def simple_cnn(num_classes: int = 10) -> keras.Model:
     """The tutorial's Sequential CNN, 167,562 parameters (its softmax: see `classifier`)."""
     return keras.Sequential([
         *_tutorial_convolutions(),
         layers.Flatten(),
         layers.Dense(64, activation="relu"),
-        layers.Dense(NUM_CLASSES),
+        layers.Dense(num_classes),
     ], name="simple-cnn")
 
 
-def wide_cnn() -> keras.Model:
+def wide_cnn(num_classes: int = 10) -> keras.Model:
     """A VGG-style CNN with batch norm and dropout, 357,482 parameters.
 
     Three blocks of one padded 3x3 convolution (32, 64, 128 filters), batch
@@ -62,11 +63,11 @@ def wide_cnn() -> keras.Model:
         layers.Flatten(),
         layers.Dense(128, activation="relu"),
         layers.Dropout(0.3),
-        layers.Dense(NUM_CLASSES),
+        layers.Dense(num_classes),
     ], name="wide-cnn")
 
 
-def fast_cnn() -> keras.Model:
+def fast_cnn(num_classes: int = 10) -> keras.Model:
     """The tutorial's CNN made for few epochs: 113,738 parameters, 10.2 MFLOPs an image.
 
     A third valid 3x3 convolution (128 filters, on the 6x6 maps left after two
@@ -81,7 +82,7 @@ def fast_cnn() -> keras.Model:
         *_tutorial_convolutions(),
         layers.Conv2D(128, 3, activation="relu"),
         layers.Flatten(),
-        layers.Dense(NUM_CLASSES),
+        layers.Dense(num_classes),
     ], name="fast-cnn")
 
 

@@ -40,7 +40,7 @@ def load(data_dir: str) -> dataset.Cifar:
 def tutorial_arrays(split: dataset.Split) -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's inputs: images as [0,1] floats, one-hot labels."""
     return (np.asarray(data.preprocessing()(split.images)),
-            keras.utils.to_categorical(split.labels, dataset.NUM_CLASSES))
+            keras.utils.to_categorical(split.labels, split.num_classes))
 
 
 def tutorial_model() -> keras.Model:

@@ -60,7 +60,6 @@ CIFAR100 = Description(
 # The datasets by --dataset name.
 DATASETS = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 IMAGE_SHAPE = (32, 32, 3)
-NUM_CLASSES = 10
 # Chooses the images --validation_split holds out; fixed, so that every run
 # of every seed holds out the same ones.
 SPLIT_SEED = 20261129

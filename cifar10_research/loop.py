@@ -48,7 +48,7 @@ def train_and_evaluate(config: Config, workdir: str, *,
         distribute.refuse_misfits(config.batch_size, config.jit_compile, strategy)
         with distribute.peer_loss_reported(strategy), distribute.own_folder(
                 strategy, workdir) as write_dir:
-            cifar = cifar or dataset.load(config.data_dir)
+            cifar = cifar or dataset.load(config.data_dir, dataset.DATASETS[config.dataset])
             training = TrainingLoop(config, workdir, strategy, cifar, write_dir)  # Its checks.
             run_folder.prepare(write_dir)
             with run_folder.locked(write_dir):

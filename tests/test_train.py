@@ -148,11 +148,11 @@ def test_the_confusion_matrix_counts_every_image_once_and_no_padding(
     evaluated = learner.evaluate(split)
     matrix = learner.confusion.result()
     probabilities = trained_model[0](split.images).numpy()
-    expected = np.zeros([dataset.NUM_CLASSES] * 2, np.int64)
+    expected = np.zeros([split.num_classes] * 2, np.int64)
     np.add.at(expected, (split.labels, probabilities.argmax(axis=1)), 1)
     assert matrix.sum() == len(split) == evaluated["count"]
     np.testing.assert_array_equal(matrix.sum(axis=1),
-                                  np.bincount(split.labels, minlength=dataset.NUM_CLASSES))
+                                  np.bincount(split.labels, minlength=split.num_classes))
     np.testing.assert_array_equal(matrix, expected)
     assert evaluated.means()["accuracy"] == pytest.approx(np.trace(expected) / len(split))
     assert evaluated.means()["loss"] == pytest.approx(
