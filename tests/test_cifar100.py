@@ -1,19 +1,21 @@
 """Training on CIFAR-100 (--dataset=cifar100): its 100 classes in the network, the
 labels, the figures and the exported model."""
 
+import json
 import os
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import model
-from cifar10_research import dataset, evaluation, loop, plots, run_folder
+from cifar10_research import dataset, evaluation, loop, plots, predictor, run_folder
 from cifar10_research.config import Config, parse_saved_flags
 from cifar10_research.dataset import CLASS_NAMES
 from cifar10_research.errors import UserError
 from tests import fake_cifar
-from tests.conftest import one_device, tiny_cifar
+from tests.conftest import one_device, run_python, tiny_cifar
 from tests.images import png_size
 
 HUNDRED = Config(dataset="cifar100", epochs=2, batch_size=16, learning_rate=3e-3,
@@ -59,6 +61,35 @@ def test_a_cifar100_run_resumes_only_on_cifar100_even_with_force(cifar100_run):
                                             r"\(was cifar100, now cifar10\)"):
             loop.train_and_evaluate(config.replace(dataset="cifar10", epochs=3, force=force),
                                     str(workdir), strategy=one_device(), cifar=tiny_cifar())
+
+
+def test_the_run_names_its_classes_beside_its_exported_model(cifar100_run):
+    config, workdir, _ = cifar100_run
+    names = json.loads((workdir / run_folder.CLASS_NAMES).read_text())
+    assert names == list(fake_cifar.CIFAR100_NAMES)
+    images = dataset.load(config.data_dir, fake_cifar.CIFAR100).test.images[:2]
+    for exported in (run_folder.MODEL, run_folder.SAVED_MODEL):
+        path = str(workdir / exported)
+        probabilities = predictor.load_model(path)(images)
+        assert predictor.class_names(path, probabilities.shape[-1]) == tuple(names)
+
+
+@pytest.mark.slow
+def test_predict_py_prints_the_runs_class_names(cifar100_run, tmp_path):
+    config, workdir, _ = cifar100_run
+    image = dataset.load(config.data_dir, fake_cifar.CIFAR100).test.images[0]
+    tf.io.write_file(str(tmp_path / "image.png"), tf.io.encode_png(image))
+    result = run_python("scripts/predict.py", f"--model={workdir / run_folder.MODEL}",
+                        str(tmp_path / "image.png"))
+    assert result.returncode == 0, result.stderr
+    expected = keras.models.load_model(workdir / run_folder.MODEL)(image[None])[0].numpy()
+    path, classes = result.stdout.splitlines()[0].split(": ")
+    top = {fake_cifar.CIFAR100_NAMES.index(name): float(probability)
+           for name, probability in (item.split(" ") for item in classes.split(", "))}
+    assert path == str(tmp_path / "image.png") and len(top) == 3
+    for label, probability in top.items():
+        assert probability == pytest.approx(expected[label], abs=1e-4)
+    assert min(top.values()) >= np.delete(expected, list(top)).max() - 1e-4
 
 
 def test_mode_eval_evaluates_a_cifar100_run_on_cifar100(cifar100_run, monkeypatch):
