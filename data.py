@@ -7,7 +7,7 @@ labels, which the training and evaluation steps preprocess. A new
 augmentation is one function and one AUGMENTATIONS entry.
 """
 
-from cifar10_research.dataset import NUM_CLASSES, Split  # First: TensorFlow, quietly.
+from cifar10_research.dataset import Split  # First: TensorFlow, quietly.
 
 import keras
 import tensorflow as tf
@@ -72,7 +72,7 @@ def _batches(split: Split, order: tf.Tensor, batch_size: int,
     def gather(indices):
         rows = tf.maximum(indices, 0)
         batch_labels = tf.where(indices >= 0, tf.gather(labels, rows), -1)
-        return tf.gather(images, rows), tf.one_hot(batch_labels, NUM_CLASSES)
+        return tf.gather(images, rows), tf.one_hot(batch_labels, split.num_classes)
 
     return (tf.data.Dataset.from_tensor_slices(order)
             .batch(batch_size, drop_remainder=drop_remainder)

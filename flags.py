@@ -45,9 +45,9 @@ def to_config(flag_values: flags.FlagValues = FLAGS, argv: list[str] | None = No
 
     An empty --run_name becomes the start time; --data_dir and --model_dir
     become absolute, so the run's flags.txt replays from any folder. A run's
-    --model and --mixed_precision, which its checkpoints are made for, come
-    from its flags.txt unless the command line gives them: `--mode=eval
-    --run_name=NAME` evaluates any run. A run's flags.txt among the --flagfile
+    --model, --mixed_precision and --dataset, which its checkpoints are made
+    for, come from its flags.txt unless the command line gives them:
+    `--mode=eval --run_name=NAME` evaluates any run. A run's flags.txt among the --flagfile
     of `argv` (default: sys.argv) is checked by `refuse_misplaced`.
     """
     values = {field.name: flag_values[field.name].value for field in dataclasses.fields(Config)}

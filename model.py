@@ -1,14 +1,15 @@
 """The networks, by name: the Keras CIFAR-10 tutorial's CNN and stronger ones.
 
-A network is one function returning a new keras.Model from images as
-`data.preprocessing` makes them to one logit per class, and one MODELS entry;
+A network is one function of the number of classes (the dataset's) returning
+a new keras.Model from images as `data.preprocessing` makes them to one logit
+per class, and one MODELS entry;
 --model then accepts its name. What every network needs besides is done once
 for all of them: the loss from the logits, in float32 under mixed precision
 (learner.py), and the softmax, in float32, of the classifier that users call
 and that a run exports (`classifier`).
 """
 
-from cifar10_research.dataset import IMAGE_SHAPE, NUM_CLASSES  # First: TensorFlow, quietly.
+from cifar10_research.dataset import IMAGE_SHAPE  # First: TensorFlow, quietly.
 
 import functools
 
@@ -29,17 +30,17 @@ def _tutorial_convolutions() -> list:
             layers.MaxPooling2D(2)]
 
 
-def simple_cnn() -> keras.Model:
+def simple_cnn(num_classes: int = 10) -> keras.Model:
     """The tutorial's Sequential CNN, 167,562 parameters (its softmax: see `classifier`)."""
     return keras.Sequential([
         *_tutorial_convolutions(),
         layers.Flatten(),
         layers.Dense(64, activation="relu"),
-        layers.Dense(NUM_CLASSES),
+        layers.Dense(num_classes),
     ], name="simple-cnn")
 
 
-def wide_cnn() -> keras.Model:
+def wide_cnn(num_classes: int = 10) -> keras.Model:
     """A VGG-style CNN with batch norm and dropout, 357,482 parameters.
 
     Three blocks of one padded 3x3 convolution (32, 64, 128 filters), batch
@@ -64,11 +65,11 @@ def wide_cnn() -> keras.Model:
         layers.Flatten(),
         layers.Dense(128, activation="relu"),
         layers.Dropout(0.3),
-        layers.Dense(NUM_CLASSES),
+        layers.Dense(num_classes),
     ], name="wide-cnn")
 
 
-def fast_cnn() -> keras.Model:
+def fast_cnn(num_classes: int = 10) -> keras.Model:
     """The tutorial's CNN made for few epochs: 113,738 parameters, 10.2 MFLOPs an image.
 
     A third valid 3x3 convolution (128 filters, on the 6x6 maps left after two
@@ -83,11 +84,11 @@ def fast_cnn() -> keras.Model:
         *_tutorial_convolutions(),
         layers.Conv2D(128, 3, activation="relu"),
         layers.Flatten(),
-        layers.Dense(NUM_CLASSES),
+        layers.Dense(num_classes),
     ], name="fast-cnn")
 
 
-def resnet(depth: int) -> keras.Model:
+def resnet(depth: int, num_classes: int = 10) -> keras.Model:
     """The ResNet of He et al. 2016 for CIFAR (section 4.2): a 3x3 convolution
     of 16 filters, then 3 stages of (depth - 2) / 6 basic blocks of 16, 32 and
     64 filters (each block two 3x3 convolutions with batch norm, added to its
@@ -104,7 +105,7 @@ def resnet(depth: int) -> keras.Model:
         for block in range((depth - 2) // 6):
             x = _residual_block(x, filters, 2 if stage and not block else 1)
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(NUM_CLASSES)(x), name=f"resnet-{depth}")
+    return keras.Model(inputs, layers.Dense(num_classes)(x), name=f"resnet-{depth}")
 
 
 def _convolution_and_norm(x, filters: int, stride: int, activation: bool, size: int = 3):

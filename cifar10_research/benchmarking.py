@@ -26,21 +26,21 @@ from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 
 
-def load(data_dir: str) -> dataset.Cifar10:
+def load(data_dir: str) -> dataset.Cifar:
     if data_dir:
-        return dataset.load_cifar10(data_dir)
+        return dataset.load(data_dir)
     rng = np.random.default_rng(0)
 
     def split(rows):
         return dataset.Split(rng.integers(0, 256, (rows, 32, 32, 3), dtype=np.uint8),
                              rng.integers(0, 10, rows).astype(np.int32))
-    return dataset.Cifar10(split(50_000), split(10_000), dataset.CLASS_NAMES)
+    return dataset.Cifar(split(50_000), split(10_000), dataset.CLASS_NAMES)
 
 
 def tutorial_arrays(split: dataset.Split) -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's inputs: images as [0,1] floats, one-hot labels."""
     return (np.asarray(data.preprocessing()(split.images)),
-            keras.utils.to_categorical(split.labels, dataset.NUM_CLASSES))
+            keras.utils.to_categorical(split.labels, split.num_classes))
 
 
 def tutorial_model() -> keras.Model:
@@ -75,9 +75,9 @@ class CustomLoop:
     """This codebase's epoch loop, with its step summaries, on a training set cut
     to `steps` batches: each call trains one more epoch."""
 
-    def __init__(self, cifar: dataset.Cifar10, steps: int, config: Config):
+    def __init__(self, cifar: dataset.Cifar, steps: int, config: Config):
         rows = steps * config.batch_size
-        self.cifar = dataset.Cifar10(
+        self.cifar = dataset.Cifar(
             dataset.Split(cifar.train.images[:rows], cifar.train.labels[:rows]), cifar.test,
             cifar.class_names)
         self.workdir = tempfile.TemporaryDirectory(prefix="benchmark-")  # Removed at exit.
@@ -144,7 +144,7 @@ def measure(data_dir: str, rounds: int, steps: int, batch_size: int,
     }
 
 
-def tutorial_fit(cifar: dataset.Cifar10, epochs: int, batch_size: int) -> tuple[float, float]:
+def tutorial_fit(cifar: dataset.Cifar, epochs: int, batch_size: int) -> tuple[float, float]:
     """The Keras tutorial as it is written: model.fit on the whole training set,
     validating on the test set after each epoch. Returns (seconds of the fit
     call, final test accuracy)."""
@@ -179,7 +179,7 @@ def time_to_accuracy(data_dir: str, recipe: str, rounds: int, fit_epochs: int = 
     each trained and the test accuracy each reached, and the median ratio of
     the fit's seconds to the recipe's (the machine's speed drifts between
     minutes: only ratios within a round compare)."""
-    cifar = dataset.load_cifar10(data_dir)
+    cifar = dataset.load(data_dir)
     keras.utils.set_random_seed(0)
     figures = {key: [] for key in ("fit_seconds", "fit_test_accuracy", "recipe_seconds",
                                    "recipe_command_seconds", "recipe_test_accuracy")}

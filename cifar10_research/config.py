@@ -16,6 +16,7 @@ import re
 import data
 import model
 from cifar10_research import cluster, distribute, optimizers, precision, schedules
+from cifar10_research.dataset import DATASETS
 from cifar10_research.errors import UserError
 from cifar10_research.settings import COMMAND, COMPUTES, Rule, at_least, matches, setting
 
@@ -90,11 +91,16 @@ class Config:
         "none", "Compute in float16 (with loss scaling) or bfloat16, keeping float32 weights "
         "and a float32 last layer: for GPUs (and CPUs) with fast half-precision math.",
         COMPUTES, choices=precision.POLICIES, network=True)
+    dataset: str = setting(
+        "cifar10", "The images and classes, from cifar10_research/dataset.py: cifar10 (10 "
+        "classes) or cifar100 (its 100 fine classes). It sets the network's number of outputs.",
+        COMPUTES, choices=DATASETS, network=True)
     data_dir: str = setting(
         os.path.join("~", ".keras", "datasets"),
-        "Where CIFAR-10 lives: the folder cifar-10-batches-py/ or the tarball "
-        "cifar-10-python.tar.gz; downloaded there if neither is found. The default is "
-        "Keras' cache, so a Keras user's copy is reused.")
+        "Where the dataset lives: its folder (cifar-10-batches-py/, cifar-100-python/) or its "
+        "tarball (cifar-10-python.tar.gz, cifar-100-python.tar.gz); downloaded there if "
+        "neither is found. The default is Keras' cache, so a Keras user's copy of CIFAR-10 "
+        "is reused.")
     model_dir: str = setting(
         "runs", "Root folder of the run folders; point TensorBoard at it to compare runs.")
     run_name: str = setting(

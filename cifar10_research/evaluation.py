@@ -15,7 +15,7 @@ from cifar10_research.progress import print_test_results
 
 def evaluate_checkpoint(config: Config, workdir: str, *,
                         strategy: tf.distribute.Strategy | None = None,
-                        cifar: dataset.Cifar10 | None = None) -> dict:
+                        cifar: dataset.Cifar | None = None) -> dict:
     """The test results of `config.checkpoint`, or of the run's latest readable one.
 
     Prints them and writes them to `<workdir>/eval.json`.
@@ -33,7 +33,7 @@ def evaluate_checkpoint(config: Config, workdir: str, *,
         raise no_checkpoint  # Before the data is read (or downloaded).
     strategy = strategy or distribute.make_strategy(config.strategy, config.worker_timeout,
                                                     config.port_base)
-    cifar = cifar or dataset.load_cifar10(config.data_dir)
+    cifar = cifar or dataset.load(config.data_dir, dataset.DATASETS[config.dataset])
     learner = Learner(strategy, config, len(cifar.train) // config.batch_size)
     checkpoints = Checkpoints(learner.checkpointed(), folder, folder, config.keep_checkpoints)
     path = config.checkpoint or checkpoints.restore_latest()

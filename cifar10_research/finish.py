@@ -31,12 +31,15 @@ def write_epoch_figures(learner: Learner, validation: Split, train: Split, names
 def save_model_and_figures(learner: Learner, test: Split, names: tuple, history: dict,
                            folder: str) -> None:
     """The trained classifier (uint8 pixels in, probabilities out: see
-    model.classifier) as .keras and SavedModel, and the run's figures, in `folder`.
+    model.classifier) as .keras and SavedModel, the class `names` of its
+    outputs, and the run's figures, in `folder`.
 
     The confusion matrix is that of the latest evaluation: the test set's. Each
     is written whole under a partial name, then renamed into place; a signal
     stops the run between two of them.
     """
+    # First, so that no exported model lacks them.
+    run_folder.write_json(os.path.join(folder, run_folder.CLASS_NAMES), list(names))
     run_folder.write_whole(os.path.join(folder, run_folder.MODEL), learner.classifier.save,
                            ".partial.keras")  # Keras saves only to names ending in .keras.
     stopping.check()

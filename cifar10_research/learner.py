@@ -17,7 +17,7 @@ import data
 import model as model_lib
 from cifar10_research import averaging, metrics, optimizers, precision, schedules
 from cifar10_research.config import Config
-from cifar10_research.dataset import NUM_CLASSES, Split
+from cifar10_research.dataset import DATASETS, Split
 
 HISTOGRAM_BATCH = 256  # Training images the epoch's gradient histograms are taken on.
 
@@ -63,9 +63,10 @@ class Learner:
         # slots are built now: Keras 3 would create them lazily inside the
         # first tf.function call, which fails under MirroredStrategy.
         self.preprocess = data.preprocessing()
+        self.num_classes = DATASETS[config.dataset].num_classes
         with strategy.scope():
             with precision.dtype_policy(config.mixed_precision):
-                self.model = model_lib.MODELS[config.model]()
+                self.model = model_lib.MODELS[config.model](self.num_classes)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.optimizer = optimizers.make_optimizer(
                 config.optimizer, lambda: self.schedule(self.step), config.weight_decay,
@@ -78,7 +79,7 @@ class Learner:
                             if config.ema_decay else None)
             self.train_totals = metrics.Totals(metrics.TRAINING)
             self.eval_totals = metrics.Totals(metrics.EVALUATION)
-            self.confusion = metrics.ConfusionMatrix(NUM_CLASSES)
+            self.confusion = metrics.ConfusionMatrix(self.num_classes)
             self.first_nonfinite_step = tf.Variable(
                 -1, dtype=tf.int64, trainable=False,
                 synchronization=tf.VariableSynchronization.ON_READ,
@@ -183,7 +184,7 @@ class Learner:
     def gradients(self, split: Split):
         """Gradients of the mean loss over the first HISTOGRAM_BATCH images."""
         inputs = self.preprocess(split.images[:HISTOGRAM_BATCH])
-        labels = tf.one_hot(split.labels[:HISTOGRAM_BATCH], NUM_CLASSES)
+        labels = tf.one_hot(split.labels[:HISTOGRAM_BATCH], self.num_classes)
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(crossentropy(labels, self.model(inputs, training=False)))
         return tape.gradient(loss, self.model.trainable_variables)

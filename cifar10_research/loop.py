@@ -26,7 +26,7 @@ from cifar10_research.summaries import Summaries, forget_logs_after
 
 def train_and_evaluate(config: Config, workdir: str, *,
                        strategy: tf.distribute.Strategy | None = None,
-                       cifar: dataset.Cifar10 | None = None) -> dict:
+                       cifar: dataset.Cifar | None = None) -> dict:
     """Trains, evaluates after every epoch and fills the run folder `workdir`.
 
     A run folder that holds checkpoints is resumed from the latest one (its
@@ -48,7 +48,7 @@ def train_and_evaluate(config: Config, workdir: str, *,
         distribute.refuse_misfits(config.batch_size, config.jit_compile, strategy)
         with distribute.peer_loss_reported(strategy), distribute.own_folder(
                 strategy, workdir) as write_dir:
-            cifar = cifar or dataset.load_cifar10(config.data_dir)
+            cifar = cifar or dataset.load(config.data_dir, dataset.DATASETS[config.dataset])
             training = TrainingLoop(config, workdir, strategy, cifar, write_dir)  # Its checks.
             run_folder.prepare(write_dir)
             with run_folder.locked(write_dir):
@@ -66,7 +66,7 @@ class TrainingLoop:
     """
 
     def __init__(self, config: Config, workdir: str, strategy: tf.distribute.Strategy,
-                 cifar: dataset.Cifar10, write_dir: str | None = None):
+                 cifar: dataset.Cifar, write_dir: str | None = None):
         self.train_split, self.validation = cifar.held_out(config.validation_split)
         self.steps_per_epoch = len(self.train_split) // config.batch_size
         if self.steps_per_epoch == 0:

@@ -1,9 +1,11 @@
 """A trained model as a classifier of image files, for scripts/predict.py.
 
 Reads PNG or JPEG files as the training pipeline scales images, and loads a
-run's `model.keras` or its exported `saved_model/`.
+run's `model.keras` or its exported `saved_model/`, and the names of its
+classes beside them.
 """
 
+import json
 import os
 import struct
 import sys
@@ -13,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cifar10_research import run_folder
 from cifar10_research.dataset import CLASS_NAMES, IMAGE_SHAPE
 from cifar10_research.errors import UserError, first_line
 
@@ -111,7 +114,30 @@ def _cannot_load(path: str, reason: str) -> UserError:
                      f"the saved_model folder of a finished run")
 
 
-def top_classes(probabilities: np.ndarray) -> str:
+def class_names(model_path: str, count: int) -> tuple:
+    """The names of the `count` classes of the model at `model_path`, by label:
+    the class_names.json its run wrote beside model.keras and saved_model/, or,
+    where there is none (a run of an earlier version, a model saved by hand),
+    CIFAR-10's."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), run_folder.CLASS_NAMES)
+    advice = f"put the {run_folder.CLASS_NAMES} of the model's run beside it"
+    if not os.path.exists(path):
+        if count != len(CLASS_NAMES):
+            raise UserError(f"{model_path} gives {count} classes, not CIFAR-10's 10, and no "
+                            f"{run_folder.CLASS_NAMES} beside it names them: {advice}")
+        return CLASS_NAMES
+    try:
+        with open(path) as file:
+            names = json.load(file)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path} ({first_line(error)}): {advice}") from None
+    if not (isinstance(names, list) and len(names) == count
+            and all(isinstance(name, str) for name in names)):
+        raise UserError(f"{path} does not name the {count} classes of {model_path}: {advice}")
+    return tuple(names)
+
+
+def top_classes(probabilities: np.ndarray, names: tuple) -> str:
     """`cat 0.8123, dog 0.1011, frog 0.0302`: the TOP most likely classes."""
     best = np.argsort(-probabilities, kind="stable")[:TOP]
-    return ", ".join(f"{CLASS_NAMES[index]} {probabilities[index]:.4f}" for index in best)
+    return ", ".join(f"{names[index]} {probabilities[index]:.4f}" for index in best)

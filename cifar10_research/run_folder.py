@@ -24,6 +24,7 @@ SAMPLE_PLOT = "sample_prediction.png"
 PREDICTIONS_PLOT = "predictions.png"
 CONFUSION_PLOT = "confusion_matrix.png"
 MODEL = "model.keras"
+CLASS_NAMES = "class_names.json"  # The exported model's classes, by label: a list of names.
 SAVED_MODEL = "saved_model"
 EVAL_RESULTS = "eval.json"
 LOCK = ".lock"
@@ -164,7 +165,7 @@ def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def write_json(path: str, content: dict) -> None:
+def write_json(path: str, content: dict | list) -> None:
     write_text(path, json.dumps(content, indent=2) + "\n")
 
 

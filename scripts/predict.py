@@ -1,4 +1,4 @@
-"""Classifies PNG or JPEG images with a trained model: the top 3 CIFAR-10 classes.
+"""Classifies PNG or JPEG images with a trained model: its top 3 classes.
 
     python scripts/predict.py --model=runs/baseline/model.keras cat.png dog.jpg
 
@@ -7,7 +7,9 @@
 
     cat.png: cat 0.8123, dog 0.1011, frog 0.0302
 
-Images that are not 32x32 are resized, with a note on stderr.
+Images that are not 32x32 are resized, with a note on stderr. The classes are
+named by the class_names.json that the model's run wrote beside it (CIFAR-10's
+where there is none).
 """
 
 from absl import app
@@ -27,8 +29,10 @@ def main(argv):
         raise app.UsageError("name at least one image")
     predict = predictor.load_model(FLAGS.model)
     images = np.stack([predictor.read_image(path) for path in argv[1:]])
-    for path, probabilities in zip(argv[1:], predict(images)):
-        print(f"{path}: {predictor.top_classes(probabilities)}")
+    predicted = predict(images)
+    names = predictor.class_names(FLAGS.model, predicted.shape[-1])
+    for path, probabilities in zip(argv[1:], predicted):
+        print(f"{path}: {predictor.top_classes(probabilities, names)}")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ marked `slow`; `pytest -m "not slow"` leaves them out for a quick loop.
 """
 
 import contextlib
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -37,10 +40,9 @@ def tiny_split(rows: int, seed: int = 0) -> dataset.Split:
     return dataset.Split(images, labels.astype(np.int32))
 
 
-def tiny_cifar(train_rows: int = 128, test_rows: int = 40) -> dataset.Cifar10:
+def tiny_cifar(train_rows: int = 128, test_rows: int = 40) -> dataset.Cifar:
     """An in-memory dataset whose classes a model learns in a few steps."""
-    return dataset.Cifar10(tiny_split(train_rows, 1), tiny_split(test_rows, 2),
-                           dataset.CLASS_NAMES)
+    return dataset.Cifar(tiny_split(train_rows, 1), tiny_split(test_rows, 2), dataset.CLASS_NAMES)
 
 
 def train_tiny(workdir, strategy=None, cifar=None, **settings) -> dict:
@@ -72,6 +74,22 @@ def tiny_data_dir(tmp_path):
     """A data dir holding a tiny dataset: 5 x 24 training and 24 test images."""
     fake_cifar.write_folder(str(tmp_path / "data"))
     return str(tmp_path / "data")
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """Serves tmp_path/served over HTTP on loopback; yields (the base URL,
+    the served folder)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

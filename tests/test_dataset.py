@@ -1,13 +1,11 @@
 """Finding, downloading, verifying and reading CIFAR-10's files."""
 
+import dataclasses
 import errno
-import functools
-import http.server
 import os
 import pickle
 import re
 import tempfile
-import threading
 
 import numpy as np
 import pytest
@@ -20,11 +18,17 @@ from tests import fake_cifar
 # links it and gives its MD5.
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+TARBALL, FOLDER = dataset.CIFAR10.tarball, dataset.CIFAR10.folder
+
+
+def cifar10(**changes) -> dataset.Description:
+    """CIFAR-10's description, with another URL or MD5."""
+    return dataclasses.replace(dataset.CIFAR10, **changes)
 
 
 def test_reads_the_folder_as_written(tiny_data_dir):
     written = fake_cifar.write_folder(tiny_data_dir, rows_per_file=24)
-    cifar = dataset.load_cifar10(tiny_data_dir)
+    cifar = dataset.load(tiny_data_dir)
     assert cifar.class_names == fake_cifar.CLASS_NAMES
     assert cifar.train.images.shape == (120, 32, 32, 3)
     assert cifar.train.images.dtype == np.uint8
@@ -37,48 +41,33 @@ def test_reads_the_folder_as_written(tiny_data_dir):
 def test_unpacks_the_tarball_after_checking_its_md5(tiny_data_dir, tmp_path):
     target = tmp_path / "from_tarball"
     target.mkdir()
-    md5 = fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
-    cifar = dataset.load_cifar10(str(target), md5=md5)
+    md5 = fake_cifar.write_tarball(tiny_data_dir, str(target / TARBALL))
+    cifar = dataset.load(str(target), cifar10(md5=md5))
     assert len(cifar.train) == 120 and len(cifar.test) == 24
-    assert (target / dataset.FOLDER / "test_batch").is_file()
-    assert sorted(os.listdir(target)) == [dataset.FOLDER, dataset.TARBALL]
+    assert (target / FOLDER / "test_batch").is_file()
+    assert sorted(os.listdir(target)) == [FOLDER, TARBALL]
 
 
 def test_refuses_a_tarball_with_the_wrong_md5(tiny_data_dir, tmp_path):
     target = tmp_path / "bad_tarball"
     target.mkdir()
-    fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
+    fake_cifar.write_tarball(tiny_data_dir, str(target / TARBALL))
     with pytest.raises(UserError, match=r"cifar-10-python.tar.gz has MD5 \w+, not the expected 0+"):
-        dataset.load_cifar10(str(target), md5="0" * 32)
-    assert os.listdir(target) == [dataset.TARBALL]
-
-
-@pytest.fixture
-def http_server(tmp_path):
-    """Serves tmp_path/served over HTTP on loopback; yields the base URL."""
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", served
-    server.shutdown()
-    server.server_close()
+        dataset.load(str(target), cifar10(md5="0" * 32))
+    assert os.listdir(target) == [TARBALL]
 
 
 def test_downloads_verifies_and_unpacks(tiny_data_dir, tmp_path, http_server):
     base_url, served = http_server
     md5 = fake_cifar.write_tarball(tiny_data_dir, str(served / "cifar.tar.gz"))
     target = tmp_path / "empty"
-    cifar = dataset.load_cifar10(str(target), url=f"{base_url}/cifar.tar.gz", md5=md5)
+    cifar = dataset.load(str(target), cifar10(url=f"{base_url}/cifar.tar.gz", md5=md5))
     assert len(cifar.test) == 24
     # Only the tarball and the folder: no temporary download or extraction left over.
-    assert sorted(os.listdir(target)) == [dataset.FOLDER, dataset.TARBALL]
-    with open(served / "cifar.tar.gz", "rb") as sent, open(target / dataset.TARBALL, "rb") as got:
+    assert sorted(os.listdir(target)) == [FOLDER, TARBALL]
+    with open(served / "cifar.tar.gz", "rb") as sent, open(target / TARBALL, "rb") as got:
         assert got.read() == sent.read()
-    assert os.stat(target / dataset.TARBALL).st_mode & 0o777 == 0o644  # Shareable.
+    assert os.stat(target / TARBALL).st_mode & 0o777 == 0o644  # Shareable.
 
 
 def test_a_download_with_the_wrong_md5_leaves_no_file(tiny_data_dir, tmp_path, http_server):
@@ -86,7 +75,7 @@ def test_a_download_with_the_wrong_md5_leaves_no_file(tiny_data_dir, tmp_path, h
     fake_cifar.write_tarball(tiny_data_dir, str(served / "cifar.tar.gz"))
     target = tmp_path / "empty"
     with pytest.raises(UserError, match="has MD5"):
-        dataset.load_cifar10(str(target), url=f"{base_url}/cifar.tar.gz", md5="0" * 32)
+        dataset.load(str(target), cifar10(url=f"{base_url}/cifar.tar.gz", md5="0" * 32))
     assert os.listdir(target) == []
 
 
@@ -94,18 +83,18 @@ def test_a_failed_download_says_where_to_put_the_tarball(tmp_path, http_server):
     base_url, _ = http_server
     target = tmp_path / "empty"
     expected = (f"could not download {base_url}/missing.tar.gz .*put it at "
-                f"{target}/{dataset.TARBALL}")
+                f"{target}/{TARBALL}")
     with pytest.raises(UserError, match=expected):
-        dataset.load_cifar10(str(target), url=f"{base_url}/missing.tar.gz")
+        dataset.load(str(target), cifar10(url=f"{base_url}/missing.tar.gz"))
     assert os.listdir(target) == []
 
 
 def test_a_tarball_is_checked_against_the_official_md5_by_default(tiny_data_dir, tmp_path):
     target = tmp_path / "fake_tarball"
     target.mkdir()
-    fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
+    fake_cifar.write_tarball(tiny_data_dir, str(target / TARBALL))
     with pytest.raises(UserError, match=f"not the expected {OFFICIAL_MD5}:"):
-        dataset.load_cifar10(str(target))
+        dataset.load(str(target))
 
 
 def test_the_download_comes_from_the_official_url_by_default(tmp_path, monkeypatch):
@@ -118,7 +107,7 @@ def test_the_download_comes_from_the_official_url_by_default(tmp_path, monkeypat
     monkeypatch.setattr(dataset.urllib.request, "urlopen", offline)
     target = tmp_path / "empty"
     with pytest.raises(UserError, match=f"could not download {re.escape(OFFICIAL_URL)} "):
-        dataset.load_cifar10(str(target))
+        dataset.load(str(target))
     assert requested == [OFFICIAL_URL]
     assert os.listdir(target) == []
 
@@ -126,12 +115,12 @@ def test_the_download_comes_from_the_official_url_by_default(tmp_path, monkeypat
 def test_downloads_from_a_file_url(tiny_data_dir, tmp_path):
     md5 = fake_cifar.write_tarball(tiny_data_dir, str(tmp_path / "copy.tar.gz"))
     url = f"file://{tmp_path}/copy.tar.gz"
-    cifar = dataset.load_cifar10(str(tmp_path / "empty"), url=url, md5=md5)
+    cifar = dataset.load(str(tmp_path / "empty"), cifar10(url=url, md5=md5))
     assert len(cifar.train) == 120
 
 
 def _folder(data_dir):
-    return os.path.join(data_dir, dataset.FOLDER)
+    return os.path.join(data_dir, FOLDER)
 
 
 def _truncate(path):
@@ -174,7 +163,7 @@ class _Exploit:
 def test_a_damaged_batch_file_gives_one_clear_error(tiny_data_dir, damage, message):
     damage(os.path.join(_folder(tiny_data_dir), "data_batch_3"))
     with pytest.raises(UserError, match=message) as raised:
-        dataset.load_cifar10(tiny_data_dir)
+        dataset.load(tiny_data_dir)
     assert "\n" not in str(raised.value)
 
 
@@ -182,7 +171,7 @@ def test_a_meta_file_with_other_classes_is_refused(tiny_data_dir):
     fake_cifar.write_pickle(os.path.join(_folder(tiny_data_dir), "batches.meta"),
                             {b"label_names": [b"a", b"b"], b"num_cases_per_batch": 24})
     with pytest.raises(UserError, match="batches.meta names 2 classes, not 10"):
-        dataset.load_cifar10(tiny_data_dir)
+        dataset.load(tiny_data_dir)
 
 
 @pytest.fixture
@@ -201,12 +190,12 @@ def test_a_read_only_data_dir_that_needs_writing_is_one_line(tiny_data_dir, tmp_
                                                              request):
     target = tmp_path / "read_only"
     target.mkdir()
-    md5 = fake_cifar.write_tarball(tiny_data_dir, str(target / dataset.TARBALL))
+    md5 = fake_cifar.write_tarball(tiny_data_dir, str(target / TARBALL))
     if needs == "downloaded":
-        os.remove(target / dataset.TARBALL)
+        os.remove(target / TARBALL)
     request.getfixturevalue("read_only")
     with pytest.raises(UserError) as refused:
-        dataset.load_cifar10(str(target), url="http://127.0.0.1:9/unused", md5=md5)
+        dataset.load(str(target), cifar10(url="http://127.0.0.1:9/unused", md5=md5))
     assert str(refused.value) == (
         f"cannot write into --data_dir={target} (Permission denied), where CIFAR-10 must be "
         f"{needs}: pass a writable --data_dir, or one that holds cifar-10-batches-py/")

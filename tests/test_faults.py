@@ -113,7 +113,7 @@ def test_a_data_dir_that_is_a_file_is_named(tmp_path):
     (tmp_path / "notes.txt").write_text("")
     with pytest.raises(UserError, match=r"--data_dir=.*notes.txt is a file, not a folder: pass "
                                         r"the folder that holds cifar-10-batches-py/"):
-        dataset.load_cifar10(str(tmp_path / "notes.txt"))
+        dataset.load(str(tmp_path / "notes.txt"))
 
 
 def test_a_checkpoint_file_instead_of_its_prefix_is_named(tmp_path):

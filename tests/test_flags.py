@@ -12,6 +12,7 @@ import flags
 import model
 from cifar10_research import distribute, precision, schedules
 from cifar10_research.config import Config, parse_flagfile
+from cifar10_research.dataset import DATASETS
 from tests.conftest import ROOT, run_python
 
 
@@ -33,7 +34,7 @@ def test_each_registry_is_the_choice_of_its_flag(parse):
     parse()
     registries = {"model": model.MODELS, "augment": data.AUGMENTATIONS,
                   "lr_schedule": schedules.SCHEDULES, "strategy": distribute.STRATEGIES,
-                  "mixed_precision": precision.POLICIES}
+                  "mixed_precision": precision.POLICIES, "dataset": DATASETS}
     for name, registry in registries.items():
         assert flags.FLAGS[name].parser.enum_values == list(registry), name
     with pytest.raises(absl_flags.IllegalFlagValueError, match="value should be one of"):
@@ -97,10 +98,11 @@ def test_a_run_keeps_its_network_unless_the_command_names_one(parse, tmp_path):
     run = tmp_path / "wide"
     run.mkdir()
     (run / "flags.txt").write_text(Config(model="wide_cnn", mixed_precision="bfloat16",
-                                          epochs=7).to_flagfile())
+                                          dataset="cifar100", epochs=7).to_flagfile())
     parse(f"--model_dir={tmp_path}", "--run_name=wide", "--mode=eval")
     config = flags.to_config()
-    assert (config.model, config.mixed_precision, config.epochs) == ("wide_cnn", "bfloat16", 10)
+    assert (config.model, config.mixed_precision, config.dataset, config.epochs) == (
+        "wide_cnn", "bfloat16", "cifar100", 10)
     flags.FLAGS.unparse_flags()
     parse(f"--model_dir={tmp_path}", "--run_name=wide", "--model=simple_cnn")
     assert flags.to_config().model == "simple_cnn"

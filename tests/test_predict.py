@@ -2,6 +2,7 @@
 import, so one run classifies all the images; and the images it refuses to decode,
 in-process."""
 
+import json
 import struct
 import zlib
 
@@ -11,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import model
-from cifar10_research import predictor
+from cifar10_research import predictor, run_folder
 from cifar10_research.dataset import CLASS_NAMES
 from cifar10_research.errors import UserError
 from tests.conftest import run_python
@@ -148,3 +149,23 @@ def test_an_image_at_the_pixel_limit_is_read(tmp_path):
     path = tmp_path / "large.png"
     path.write_bytes(tf.io.encode_png(np.zeros((4096, 4096, 3), np.uint8)).numpy())
     assert predictor.read_image(str(path)).shape == (32, 32, 3)
+
+
+def test_a_model_without_class_names_beside_it_has_cifar10s(tmp_path):
+    assert predictor.class_names(str(tmp_path / "model.keras"), 10) == CLASS_NAMES
+
+
+@pytest.mark.parametrize("written, problem", [
+    (None, "gives 100 classes, not CIFAR-10's 10, and no class_names.json beside it names them"),
+    (json.dumps(list(CLASS_NAMES)), "class_names.json does not name the 100 classes of "),
+    (json.dumps({"0": "apple"}), "class_names.json does not name the 100 classes of "),
+    ('["apple", ', "cannot read .*class_names.json \\(Expecting value"),
+])
+def test_class_names_that_do_not_fit_the_model_are_refused_in_one_line(tmp_path, written,
+                                                                       problem):
+    if written is not None:
+        (tmp_path / run_folder.CLASS_NAMES).write_text(written)
+    with pytest.raises(UserError, match=problem) as refused:
+        predictor.class_names(str(tmp_path / "saved_model"), 100)
+    assert str(refused.value).endswith(
+        ": put the class_names.json of the model's run beside it")

@@ -72,7 +72,7 @@ def test_the_folders_and_run_name_given_after_the_script_are_used_once(job, tmp_
                               else [f"--{name}", value])]
     result = job("--epochs=2", *arguments, "--batch_size=8")
     assert result.returncode == 0, result.stderr
-    assert [call[2:] for call in calls(job.python3)] == [["python3", data_dir]]  # Data step.
+    assert [call[2:] for call in calls(job.python3)] == [["python3", data_dir, "cifar10"]]
     assert calls(job.srun) == [srun_command("python3", data_dir, model_dir, "slurm-4100")
                                + ["--epochs=2", "--batch_size=8"]]
 
@@ -85,8 +85,17 @@ def test_the_folders_and_run_name_default_to_the_variables_or_the_submit_folder(
         job, variables, folders):
     result = job("--epochs=2", **variables)
     assert result.returncode == 0, result.stderr
-    assert [call[2:] for call in calls(job.python3)] == [["python3", folders[0]]]
+    assert [call[2:] for call in calls(job.python3)] == [["python3", folders[0], "cifar10"]]
     assert calls(job.srun) == [srun_command("python3", *folders) + ["--epochs=2"]]
+
+
+@pytest.mark.parametrize("given", [["--dataset=cifar100"], ["--dataset", "cifar100"]])
+def test_the_data_step_reads_the_dataset_train_py_is_given(job, given):
+    result = job("--epochs=2", *given)
+    assert result.returncode == 0, result.stderr
+    assert [call[2:] for call in calls(job.python3)] == [["python3", f"{ROOT}/data", "cifar100"]]
+    assert calls(job.srun) == [srun_command("python3", f"{ROOT}/data", f"{ROOT}/runs",
+                                            "slurm-4242") + ["--epochs=2", "--dataset=cifar100"]]
 
 
 def test_python_is_python3_or_the_one_named_by_the_python_variable(job, tmp_path):
@@ -117,13 +126,14 @@ def test_a_python_without_the_projects_packages_is_named_in_one_line(job, tmp_pa
 
 
 @pytest.mark.slow
-def test_the_data_step_reads_the_data_dir_given_and_fails_in_one_line(job, tmp_path):
+def test_the_data_step_reads_the_data_dir_and_dataset_given_and_fails_in_one_line(
+        job, tmp_path):
     not_a_folder = tmp_path / "cifar.zip"
     not_a_folder.write_text("")
-    result = job(f"--data_dir={not_a_folder}", PYTHON=sys.executable)
+    result = job(f"--data_dir={not_a_folder}", "--dataset=cifar100", PYTHON=sys.executable)
     assert (result.returncode, result.stderr) == (1, (
         f"error: --data_dir={not_a_folder} is a file, not a folder: pass the folder that "
-        f"holds cifar-10-batches-py/ or cifar-10-python.tar.gz\n"))
+        f"holds cifar-100-python/ or cifar-100-python.tar.gz\n"))
     assert calls(job.srun) == []
 
 

@@ -67,11 +67,11 @@ def test_histograms_hold_the_weights_and_gradients_of_each_epoch(run_root):
     histograms = {tag: values for tag, (plugin, values) in train.items()
                   if plugin == "histograms"}
     model = keras.models.load_model(runs / "watched" / run_folder.MODEL)  # After epoch 2.
-    training = dataset.load_cifar10(str(runs.parent / "data")).train
+    training = dataset.load(str(runs.parent / "data")).train
     count = learner.HISTOGRAM_BATCH
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
-            tf.one_hot(training.labels[:count], dataset.NUM_CLASSES),
+            tf.one_hot(training.labels[:count], training.num_classes),
             model(training.images[:count], training=False)))
     gradients = tape.gradient(loss, model.trainable_variables)
     assert len(histograms) == 16  # Weights and gradients of a kernel and a bias, 4 layers.

@@ -49,7 +49,7 @@ def test_the_run_trains_its_epochs_and_evaluates_every_test_image(finished_run):
 def trained_model(finished_run):
     """The run's model.keras, and the test images, the stored pixels it takes."""
     config, workdir, _ = finished_run
-    images = dataset.load_cifar10(config.data_dir).test.images
+    images = dataset.load(config.data_dir).test.images
     return keras.models.load_model(os.path.join(workdir, run_folder.MODEL)), images
 
 
@@ -128,7 +128,7 @@ def test_the_exported_saved_model_predicts_like_model_keras(finished_run, traine
     config, workdir, results = finished_run
     saved, images = trained_model
     expected = saved(images, training=False).numpy()
-    labels = dataset.load_cifar10(config.data_dir).test.labels
+    labels = dataset.load(config.data_dir).test.labels
     # model.keras is the run's final model: it scores the reported test accuracy.
     assert np.mean(expected.argmax(axis=1) == labels) == pytest.approx(results["test_accuracy"])
     exported = tf.saved_model.load(os.path.join(workdir, run_folder.SAVED_MODEL))
@@ -148,11 +148,11 @@ def test_the_confusion_matrix_counts_every_image_once_and_no_padding(
     evaluated = learner.evaluate(split)
     matrix = learner.confusion.result()
     probabilities = trained_model[0](split.images).numpy()
-    expected = np.zeros([dataset.NUM_CLASSES] * 2, np.int64)
+    expected = np.zeros([split.num_classes] * 2, np.int64)
     np.add.at(expected, (split.labels, probabilities.argmax(axis=1)), 1)
     assert matrix.sum() == len(split) == evaluated["count"]
     np.testing.assert_array_equal(matrix.sum(axis=1),
-                                  np.bincount(split.labels, minlength=dataset.NUM_CLASSES))
+                                  np.bincount(split.labels, minlength=split.num_classes))
     np.testing.assert_array_equal(matrix, expected)
     assert evaluated.means()["accuracy"] == pytest.approx(np.trace(expected) / len(split))
     assert evaluated.means()["loss"] == pytest.approx(
@@ -203,11 +203,12 @@ def test_train_py_trains_prints_results_and_no_banners(tiny_data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_train_py_reports_bad_data_in_one_line(tiny_data_dir, tmp_path):
-    os.remove(os.path.join(tiny_data_dir, dataset.FOLDER, "test_batch"))
+    folder = os.path.join(tiny_data_dir, dataset.CIFAR10.folder)
+    os.remove(os.path.join(folder, "test_batch"))
     result = run_python("train.py", f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}",
                         "--run_name=bad")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"error: {tiny_data_dir}/{dataset.FOLDER}/test_batch is missing: re-extract "
-        f"{dataset.TARBALL} there, or delete {tiny_data_dir}/{dataset.FOLDER} to download again"]
+        f"error: {folder}/test_batch is missing: re-extract {dataset.CIFAR10.tarball} there, "
+        f"or delete {folder} to download again"]
     assert not (tmp_path / "bad").exists()

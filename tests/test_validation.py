@@ -10,7 +10,7 @@ from cifar10_research.learner import Learner
 from tests.conftest import tiny_cifar, train_tiny
 
 
-def numbered_cifar() -> dataset.Cifar10:
+def numbered_cifar() -> dataset.Cifar:
     """tiny_cifar(200, 40) with each training image's index written into its
     first pixel (red: index // 256, green: index % 256), to tell images apart."""
     cifar = tiny_cifar(200, 40)
