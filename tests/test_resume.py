@@ -30,10 +30,12 @@ def setup(tmp_path_factory):
 
 
 def command(name, *extra):
-    """A run as a user starts it from `root`, with paths relative to it."""
+    """A run as a user starts it from `root`, with paths relative to it; its batches
+    flipped, cropped and cut-mixed, so every resume must draw them as the run did."""
     return [sys.executable, os.path.join(ROOT, "train.py"), "--deterministic", "--epochs=2",
             "--batch_size=8", "--data_dir=data", "--model_dir=runs", f"--run_name={name}",
-            "--checkpoint_every_n_steps=25", "--log_every_n_steps=20", *extra]
+            "--checkpoint_every_n_steps=25", "--log_every_n_steps=20", "--augment=flip_crop",
+            "--mix=cutmix", *extra]
 
 
 def finish(root, name, *extra):
