@@ -1,10 +1,13 @@
-"""What feeds the network: the tf.data pipelines, the training augmentations, and
-the one preprocessing of images.
+"""What feeds the network: the tf.data pipelines, the training augmentations and
+mixes, and the one preprocessing of images.
 
 Reading the files is `cifar10_research.dataset`'s job; this file turns its
 Splits (uint8 images in memory) into batches of uint8 images and one-hot
-labels, which the training and evaluation steps preprocess. A new
-augmentation is one function and one AUGMENTATIONS entry.
+labels, which the training and evaluation steps preprocess. Training batches
+may be mixed (mixup, cutmix): their labels are then soft, and mixup's images
+float32 on the same 0-255 scale (the preprocessing is affine, so mixing before
+it equals mixing after). A new augmentation is one function and one
+AUGMENTATIONS entry; a new mix one function and one MIXES entry.
 """
 
 from cifar10_research.dataset import Split  # First: TensorFlow, quietly.
@@ -13,6 +16,10 @@ import keras
 import tensorflow as tf
 
 CROP_PADDING = 4  # Pixels of zeros around an image before "flip_crop" cuts 32x32 out.
+# Beta(1, 1): the mixing ratio drawn uniformly, as mixup's paper did on CIFAR-10 and
+# timm does for cutmix (timm's mixup: 0.8).
+MIX_ALPHA = 1.0
+MIX_STREAM = 1  # Folded into a batch's seed for its mix: draws apart from the augmentation's.
 
 
 def preprocessing() -> keras.layers.Layer:
@@ -25,23 +32,30 @@ def preprocessing() -> keras.layers.Layer:
 
 
 def train_dataset(split: Split, batch_size: int, seed: int, epoch: int,
-                  skip_batches: int = 0, augmentation: str = "none") -> tf.data.Dataset:
+                  skip_batches: int = 0, augmentation: str = "none", mixing: str = "none",
+                  mix_alpha: float = MIX_ALPHA) -> tf.data.Dataset:
     """One epoch of full batches, in an order fixed by (seed, epoch).
 
     The images that do not fill a last batch (50,000 % 64 = 16) are left out
     of this epoch only: the next epoch's order differs. Every step then has
     the full global batch, so the loss scaling is exact and the step keeps
     one static shape. `skip_batches` resumes an epoch where a checkpoint left it.
-    Batch i of the epoch is augmented (see `augment`) with a seed made from
-    (seed, epoch, i), so a resumed epoch's batches match the uninterrupted ones.
+    Batch i of the epoch is augmented (see `augment`), then mixed (see `mix`),
+    with seeds made from (seed, epoch, i), so a resumed epoch's batches match
+    the uninterrupted ones.
     """
     key = tf.constant([seed, epoch], tf.int64)
     order = tf.random.experimental.stateless_shuffle(tf.range(len(split)), seed=key)
     batches = _batches(split, order[skip_batches * batch_size:], batch_size, drop_remainder=True)
-    if augmentation != "none":
+
+    def alter(index, batch):
+        batch_seed = tf.random.fold_in(key, index)
+        images, labels = augment(*batch, augmentation, batch_seed)
+        return mix(images, labels, mixing, mix_alpha, tf.random.fold_in(batch_seed, MIX_STREAM))
+
+    if (augmentation, mixing) != ("none", "none"):
         batches = batches.enumerate(start=skip_batches).map(
-            lambda index, batch: augment(*batch, augmentation, tf.random.fold_in(key, index)),
-            num_parallel_calls=tf.data.AUTOTUNE)
+            alter, num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
@@ -123,3 +137,76 @@ def _random_crop(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 # Training-batch augmentations by name, for --augment; evaluation is never augmented.
 AUGMENTATIONS = {"none": _unchanged, "flip": _random_flip, "flip_crop": _random_flip_and_crop}
+
+
+def mix(images: tf.Tensor, labels: tf.Tensor, mode: str, alpha: float,
+        seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch whose every image is mixed with its partner by `mode`, a MIXES entry.
+
+    The partner of image i is image B-1-i, the batch reversed (as timm pairs
+    them): the batch's order is already random, and the pairing needs no
+    draw. (The middle image of an odd batch is its own partner, so unmixed.)
+    Each image draws its own mixing ratio, lam ~ Beta(alpha, alpha), and
+    cutmix its own box: a batch's mixing is then the mean of many draws, not
+    one draw that leaves some steps' batches almost clean and others half
+    blended. Its labels are mixed in the proportions its pixels are, so they
+    still sum to 1. The random ops are stateless, fed from `seed` (shape [2]).
+    """
+    return MIXES[mode](images, labels, alpha, seed)
+
+
+def _unmixed(images: tf.Tensor, labels: tf.Tensor, alpha: float,
+             seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return images, labels
+
+
+def _mixing_ratios(batch_size: tf.Tensor, alpha: float, seed: tf.Tensor) -> tf.Tensor:
+    """(B,) draws of Beta(alpha, alpha), as X / (X + Y) of two Gamma(alpha) draws."""
+    gamma = tf.random.stateless_gamma([2, batch_size], seed, alpha=alpha)
+    return gamma[0] / (gamma[0] + gamma[1])
+
+
+def _mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float,
+           seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """mixup (Zhang et al. 2018): lam * image + (1 - lam) * partner, labels likewise;
+    float32 images on the 0-255 scale."""
+    partner_share = 1 - _mixing_ratios(tf.shape(images)[0], alpha, seed)
+    images = tf.cast(images, tf.float32)
+    share = partner_share[:, None, None, None]
+    return ((1 - share) * images + share * tf.reverse(images, axis=[0]),
+            _mixed_labels(labels, partner_share))
+
+
+def _cutmix(images: tf.Tensor, labels: tf.Tensor, alpha: float,
+            seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """CutMix (Yun et al. 2019): the partner's pixels in a box, pasted over the
+    image's; its sides sqrt(1 - lam) of the image's, centred on a random pixel,
+    clipped to the image. The labels are mixed by the box's area after clipping.
+    Pixels are copied, so the images stay uint8."""
+    ratio_seed, centre_seed = tf.unstack(tf.random.split(seed), num=2)
+    size = tf.cast(tf.shape(images)[1:3], tf.float32)  # (height, width)
+    area = 1 - _mixing_ratios(tf.shape(images)[0], alpha, ratio_seed)
+    sides = tf.round(tf.sqrt(area)[:, None] * size)  # (B, 2)
+    centres = tf.floor(tf.random.stateless_uniform(tf.shape(sides), centre_seed) * size)
+    starts = centres - tf.floor(sides / 2)
+    box = (_inside(starts[:, 0], sides[:, 0], size[0])[:, :, None]
+           & _inside(starts[:, 1], sides[:, 1], size[1])[:, None, :])  # (B, height, width)
+    images = tf.where(box[..., None], tf.reverse(images, axis=[0]), images)
+    return images, _mixed_labels(labels, tf.reduce_mean(tf.cast(box, tf.float32), axis=[1, 2]))
+
+
+def _inside(starts: tf.Tensor, sides: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """(B, length): whether each index along an axis of the image lies in its image's
+    [start, start + side): the box's part inside the image, however far it sticks out."""
+    indices = tf.range(length)
+    return (indices >= starts[:, None]) & (indices < (starts + sides)[:, None])
+
+
+def _mixed_labels(labels: tf.Tensor, partner_share: tf.Tensor) -> tf.Tensor:
+    """Each image's labels with `partner_share` (B,) of its partner's mixed in."""
+    share = partner_share[:, None]
+    return (1 - share) * labels + share * tf.reverse(labels, axis=[0])
+
+
+# Training-batch mixes by name, for --mix; evaluation is never mixed.
+MIXES = {"none": _unmixed, "mixup": _mixup, "cutmix": _cutmix}

@@ -48,6 +48,20 @@ class Config:
         "none", "Training-batch augmentation, from data.py: flip (random horizontal flips); "
         "flip_crop (flips and random 32x32 crops after 4-pixel padding). Never applied to "
         "evaluation.", COMPUTES, choices=data.AUGMENTATIONS)
+    mix: str = setting(
+        "none", "Training-batch mixing, from data.py, after --augment: each image is mixed "
+        "with its partner (the image at the mirrored position of the batch, whose order is "
+        "random) in a ratio lam it draws from Beta(--mix_alpha, --mix_alpha): mixup (lam * "
+        "image + (1 - lam) * partner); cutmix (the partner's pixels in a box of about 1 - "
+        "lam of the image's area). The labels are mixed as the pixels (for cutmix, by the box's "
+        "area after clipping to the image); the training loss takes these soft labels, and "
+        "the training accuracy counts an image right when its most probable class is its "
+        "dominant label. Never applied to evaluation.", COMPUTES, choices=data.MIXES)
+    mix_alpha: float = setting(
+        data.MIX_ALPHA, "With --mix: alpha of the Beta(alpha, alpha) each image's mixing "
+        "ratio is drawn from. 1 draws it uniformly; below 1 most images are mixed little, "
+        "above 1 near half and half. timm uses 0.8 for mixup and 1.0 for cutmix.", COMPUTES,
+        rule=Rule(lambda value: 0 < value < math.inf, "must be > 0 and finite"))
     lr_schedule: str = setting(
         "constant", "How the learning rate changes over the run, after --warmup_epochs: "
         "constant; cosine (decays to 0); linear (decays to 0; with a warmup, the one-cycle "

@@ -242,7 +242,8 @@ class TrainingLoop:
     def _batches(self, epoch: int, skip_batches: int):
         return self.learner.distribute_dataset(data.train_dataset(
             self.train_split, self.config.batch_size, self.config.seed, epoch,
-            skip_batches=skip_batches, augmentation=self.config.augment))
+            skip_batches=skip_batches, augmentation=self.config.augment,
+            mixing=self.config.mix, mix_alpha=self.config.mix_alpha))
 
     def _steps_in_next_call(self, step: int, end: int) -> int:
         """At most --steps_per_loop, and none past the epoch's end or due work."""

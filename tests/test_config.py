@@ -9,6 +9,9 @@ from cifar10_research.errors import UserError
 @pytest.mark.parametrize("setting, value, message", [
     ("model", "resnet", "unknown --model=resnet: use one of simple_cnn, wide_cnn, fast_cnn"),
     ("augment", "rotate", "unknown --augment=rotate: use one of none, flip, flip_crop"),
+    ("mix", "blend", "unknown --mix=blend: use one of none, mixup, cutmix"),
+    ("mix_alpha", 0.0, "--mix_alpha must be > 0 and finite"),
+    ("mix_alpha", float("inf"), "--mix_alpha must be > 0 and finite"),
     ("lr_schedule", "exp", "unknown --lr_schedule=exp: use one of constant, cosine, linear, "
                            "step"),
     ("strategy", "tpu", "unknown --strategy=tpu: use one of auto, one_device, mirrored, "

@@ -22,10 +22,11 @@ def fresh_learner(strategy, batch_size=16, seed=0, **settings):
                    steps_per_epoch=6)
 
 
-def losses_and_weights(strategy, split, steps):
+def losses_and_weights(strategy, split, steps, mixing):
     """The mean loss of each of `steps` steps, and the weights after them."""
     learner = fresh_learner(strategy)
-    iterator = iter(learner.distribute_dataset(data.train_dataset(split, 16, seed=0, epoch=1)))
+    iterator = iter(learner.distribute_dataset(data.train_dataset(split, 16, seed=0, epoch=1,
+                                                                  mixing=mixing)))
     losses = []
     for _ in range(steps):
         learner.train_totals.reset()
@@ -36,10 +37,11 @@ def losses_and_weights(strategy, split, steps):
     return losses, learner.model.get_weights()
 
 
-def test_two_replicas_train_exactly_like_one_device():
+@pytest.mark.parametrize("mixing", ["none", "mixup"])  # mixup: float32 images, soft labels.
+def test_two_replicas_train_exactly_like_one_device(mixing):
     split = tiny_split(96)
-    single_losses, single_weights = losses_and_weights(one_device(), split, steps=6)
-    mirrored_losses, mirrored_weights = losses_and_weights(two_replicas(), split, steps=6)
+    single_losses, single_weights = losses_and_weights(one_device(), split, 6, mixing)
+    mirrored_losses, mirrored_weights = losses_and_weights(two_replicas(), split, 6, mixing)
     np.testing.assert_allclose(mirrored_losses, single_losses, atol=1e-5)
     assert single_losses[-1] < single_losses[0]
     for mirrored, single in zip(mirrored_weights, single_weights):

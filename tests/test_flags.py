@@ -32,7 +32,7 @@ def test_no_flags_give_the_keras_tutorials_recipe(parse):
 
 def test_each_registry_is_the_choice_of_its_flag(parse):
     parse()
-    registries = {"model": model.MODELS, "augment": data.AUGMENTATIONS,
+    registries = {"model": model.MODELS, "augment": data.AUGMENTATIONS, "mix": data.MIXES,
                   "lr_schedule": schedules.SCHEDULES, "strategy": distribute.STRATEGIES,
                   "mixed_precision": precision.POLICIES, "dataset": DATASETS}
     for name, registry in registries.items():

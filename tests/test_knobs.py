@@ -31,13 +31,17 @@ def test_the_learning_rate_follows_the_schedule_and_is_logged(tmp_path):
     assert logged[16] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_augmentation_changes_the_training_batches_but_not_the_evaluation(tmp_path):
+def test_augmentation_and_mixing_change_the_training_batches_but_not_the_evaluation(
+        tmp_path):
     plain, _ = train(tmp_path, "plain", epochs=1)
-    augmented, workdir = train(tmp_path, "augmented", epochs=1, augment="flip_crop")
+    flipped, _ = train(tmp_path, "flipped", epochs=1, augment="flip_crop")
+    augmented, workdir = train(tmp_path, "augmented", epochs=1, augment="flip_crop",
+                               mix="cutmix")
     # Two plain runs of one seed are identical, so a difference comes from the batches.
-    assert augmented["history"]["loss"] != plain["history"]["loss"]
+    losses = [run["history"]["loss"] for run in (plain, flipped, augmented)]
+    assert losses[0] != losses[1] != losses[2]
     # The run's own validation and test of its final weights equal their evaluation
-    # with no augmentation named at all.
+    # with no augmentation or mix named at all.
     unaugmented = evaluation.evaluate_checkpoint(
         Config(epochs=1, batch_size=16), workdir, strategy=one_device(), cifar=tiny_cifar())
     assert augmented["history"]["val_loss"] == [unaugmented["test_loss"]]
