@@ -7,7 +7,8 @@ from cifar10_research.errors import UserError
 
 
 @pytest.mark.parametrize("setting, value, message", [
-    ("model", "resnet", "unknown --model=resnet: use one of simple_cnn, wide_cnn, fast_cnn"),
+    ("model", "vgg16", "unknown --model=vgg16: use one of simple_cnn, wide_cnn, fast_cnn, "
+     "resnet20, resnet32, resnet44, resnet56, resnet110"),
     ("augment", "rotate", "unknown --augment=rotate: use one of none, flip, flip_crop"),
     ("mix", "blend", "unknown --mix=blend: use one of none, mixup, cutmix"),
     ("mix_alpha", 0.0, "--mix_alpha must be > 0 and finite"),

@@ -10,7 +10,7 @@ from absl import flags as absl_flags
 import data
 import flags
 import model
-from cifar10_research import distribute, precision, schedules
+from cifar10_research import distribute, optimizers, precision, schedules
 from cifar10_research.config import Config, parse_flagfile
 from cifar10_research.dataset import DATASETS
 from tests.conftest import ROOT, run_python
@@ -34,7 +34,8 @@ def test_each_registry_is_the_choice_of_its_flag(parse):
     parse()
     registries = {"model": model.MODELS, "augment": data.AUGMENTATIONS, "mix": data.MIXES,
                   "lr_schedule": schedules.SCHEDULES, "strategy": distribute.STRATEGIES,
-                  "mixed_precision": precision.POLICIES, "dataset": DATASETS}
+                  "mixed_precision": precision.POLICIES, "dataset": DATASETS,
+                  "optimizer": optimizers.OPTIMIZERS}
     for name, registry in registries.items():
         assert flags.FLAGS[name].parser.enum_values == list(registry), name
     with pytest.raises(absl_flags.IllegalFlagValueError, match="value should be one of"):
