@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import data
+import model
 from cifar10_research import precision
 from cifar10_research.batch_norm import BatchNorm
-from tests.conftest import two_replicas
+from cifar10_research.config import Config
+from cifar10_research.learner import Learner
+from tests.conftest import one_device, tiny_split, two_replicas
 
 # Small batches of few pixels: Bessel's correction of the variance, 18/17 here, shows.
 SHAPE = (2, 3, 3, 4)
@@ -133,6 +137,59 @@ def test_each_replica_keeps_its_own_batch_statistics_as_in_keras():
         for my_copy, their_copy in zip(mine.value.values, theirs.value.values):
             assert_same(my_copy.numpy(), their_copy.numpy())
         np.testing.assert_array_equal(mine.numpy(), first)
+
+
+def wide_cnn_run(strategy, replicas: int, steps: int = 4):
+    """The losses of `steps` training steps of wide_cnn on 8 images each,
+    copied onto each of `replicas` replicas, and the weights after them."""
+    keras.utils.set_random_seed(0)
+    learner = Learner(strategy, Config(model="wide_cnn", batch_size=8 * replicas,
+                                       learning_rate=1e-3), steps_per_epoch=steps)
+    split = tiny_split(8 * steps)
+    batches = data.train_dataset(split, 8, seed=0, epoch=1).map(
+        lambda images, labels: (tf.concat([images] * replicas, 0),
+                                tf.concat([labels] * replicas, 0)))
+    iterator = iter(learner.distribute_dataset(batches))
+    losses = []
+    for _ in range(steps):
+        learner.train_totals.reset()
+        learner.train_steps(iterator, tf.constant(1))
+        sums = learner.train_totals.sums()
+        losses.append(sums["loss"] / sums["count"])
+    return losses, learner.model
+
+
+def test_two_replicas_train_wide_cnn_like_one_device():
+    """Each replica gets the one device's batch: its batch statistics, hence
+    every step, must be the one device's."""
+    single_losses, single = wide_cnn_run(one_device(), 1)
+    mirrored_losses, mirrored = wide_cnn_run(two_replicas(), 2)
+    np.testing.assert_allclose(mirrored_losses, single_losses, rtol=1e-5)
+    assert single_losses[-1] < single_losses[0]
+    for mirrored_weight, single_weight in zip(mirrored.weights, single.weights):
+        copies = getattr(mirrored_weight.value, "values", [mirrored_weight.value])
+        for copy in copies:
+            np.testing.assert_allclose(copy.numpy(), single_weight.numpy(), atol=1e-5,
+                                       err_msg=single_weight.path)
+
+
+def test_a_classifier_with_it_saves_loads_and_exports_to_the_same_predictions(tmp_path):
+    keras.utils.set_random_seed(0)
+    network = model.wide_cnn()
+    rng = np.random.default_rng(3)
+    for layer in network.layers:
+        if isinstance(layer, BatchNorm):  # Statistics as training leaves them.
+            for weight in layer.weights:
+                weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(np.float32))
+    classifier = model.classifier(network)
+    classifier.save(str(tmp_path / "model.keras"))
+    classifier.export(str(tmp_path / "saved_model"), verbose=False)
+    pixels = tiny_split(6).images
+    expected = classifier(pixels).numpy()
+    loaded = keras.models.load_model(str(tmp_path / "model.keras"))
+    np.testing.assert_allclose(loaded(pixels).numpy(), expected, rtol=1e-6)
+    exported = tf.saved_model.load(str(tmp_path / "saved_model"))
+    np.testing.assert_allclose(exported.serve(tf.constant(pixels)).numpy(), expected, rtol=1e-6)
 
 
 def test_its_options_are_saved_with_the_model(tmp_path):
