@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import data
 import model
-from cifar10_research import precision
+from cifar10_research import batch_norm_benchmark, precision
 from cifar10_research.batch_norm import BatchNorm
 from cifar10_research.config import Config
 from cifar10_research.learner import Learner
@@ -211,3 +211,17 @@ def test_an_epsilon_below_the_fused_kernels_least_is_refused():
     with pytest.raises(ValueError, match=r"BatchNorm needs epsilon >= 1.001e-05 \(the fused "
                                          r"kernel's least\), got 1e-05"):
         BatchNorm(epsilon=1e-5)
+
+
+@pytest.mark.parametrize("network", ["wide_cnn", "fast_cnn"])
+def test_the_benchmarks_variants_put_the_layer_after_each_convolution(network):
+    kinds = {name: [type(layer).__name__ for layer in batch_norm_benchmark.with_batch_norm(
+        network, layer).layers] for name, layer in batch_norm_benchmark.VARIANTS.items()}
+    assert "BatchNorm" not in kinds["none"] and "BatchNormalization" not in kinds["none"]
+    for name, kind in (("keras", "BatchNormalization"), ("fused", "BatchNorm")):
+        after_convolutions = [kinds[name][i + 1] for i, layer in enumerate(kinds[name])
+                              if layer == "Conv2D"]
+        assert after_convolutions == [kind] * 3
+        assert [layer for layer in kinds[name] if layer != kind] == kinds["none"]
+    if network == "wide_cnn":  # Its own shape.
+        assert kinds["fused"] == [type(layer).__name__ for layer in model.wide_cnn().layers]
