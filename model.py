@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras import layers
 
 import data
+from cifar10_research.batch_norm import BatchNorm
 
 
 def _tutorial_convolutions() -> list:
@@ -55,7 +56,7 @@ def wide_cnn(num_classes: int = 10) -> keras.Model:
     blocks = []
     for filters, dropout in ((32, 0.1), (64, 0.2), (128, 0.3)):
         blocks += [layers.Conv2D(filters, 3, padding="same", use_bias=False),
-                   layers.BatchNormalization(),
+                   BatchNorm(),
                    layers.ReLU(),
                    layers.MaxPooling2D(2),
                    layers.Dropout(dropout)]

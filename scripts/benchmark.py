@@ -3,6 +3,7 @@ time each takes to its accuracy.
 
     python scripts/benchmark.py --data_dir=../shared/cifar10 [--json]
     python scripts/benchmark.py --time_to_accuracy --rounds=2 --data_dir=../shared/cifar10
+    python scripts/benchmark.py --batch_norm --model=wide_cnn --batch_size=256 [--json]
 
 With --time_to_accuracy, alternates --rounds rounds of the Keras tutorial as
 written (model.fit for --fit_epochs epochs of batch 64, validating on the test
@@ -10,7 +11,12 @@ set after each) and of `python -m train --flagfile=<--recipe>`, and reports
 the seconds each trained, the test accuracy each reached, and the median ratio
 of the fit's seconds to the recipe's.
 
-Alternates --rounds rounds of (a) the tutorial's model.fit and (b) this
+With --batch_norm, alternates --rounds rounds of --steps training steps of
+--model with Keras' BatchNormalization after each convolution, with this
+codebase's fused BatchNorm there, and with none, and reports each round's
+images/s by wall time and by the process's CPU time, and their ratios.
+
+Otherwise, alternates --rounds rounds of (a) the tutorial's model.fit and (b) this
 codebase's training loop (TrainingLoop.train_epoch), each for --steps steps
 after a warm-up, on the same model, data, batch size and optimizer, so that
 the machine's changing speed hits both alike. Also measures the input
@@ -28,14 +34,15 @@ from absl import flags
 from absl import logging
 
 from cifar10_research import command  # The first of the project's imports: see command.py.
-from cifar10_research import benchmarking
+import model
+from cifar10_research import batch_norm_benchmark, benchmarking
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 
 flags.DEFINE_string("data_dir", "", "CIFAR-10 to measure on (default: random images).")
-flags.DEFINE_integer("rounds", 5, "Alternating rounds of model.fit and this loop.", lower_bound=1)
+flags.DEFINE_integer("rounds", 5, "Alternating rounds of what is compared.", lower_bound=1)
 flags.DEFINE_integer("steps", 300, "Training steps timed in each round.", lower_bound=10)
-flags.DEFINE_integer("batch_size", 64, "Batch size of both.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Batch size of each.", lower_bound=1)
 flags.DEFINE_list(
     "steps_per_loop", [str(Config.steps_per_loop)],
     "This loop's --steps_per_loop; several values are measured side by side, and the "
@@ -49,6 +56,10 @@ flags.DEFINE_string(
     "With --time_to_accuracy: the flagfile of the recipe to time.")
 flags.DEFINE_integer("fit_epochs", 10, "With --time_to_accuracy: the tutorial fit's epochs.",
                      lower_bound=1)
+flags.DEFINE_bool("batch_norm", False,
+                  "Compare --model with Keras' batch norm, with BatchNorm and with none.")
+flags.DEFINE_enum("model", "wide_cnn", list(model.MODELS),
+                  "With --batch_norm: the network, a batch norm after each convolution.")
 FLAGS = flags.FLAGS
 
 
@@ -88,6 +99,28 @@ def print_time_to_accuracy(results: dict) -> None:
           f"{results['time_to_accuracy_ratio']:.2f}")
 
 
+def print_batch_norm(results: dict) -> None:
+    print(f"Data: {results['data']}; {results['model']}, batch {results['batch_size']}, "
+          f"{results['steps_per_round']} steps a round; images/s by wall and by CPU time; "
+          f"load average {results['load_average_before']:.2f} before, "
+          f"{results['load_average_after']:.2f} after")
+    wall, cpu = results["wall_images_per_s"], results["cpu_images_per_s"]
+    ratios = results["ratios"]
+    print(f"{'round':>6}" + "".join(f" {name + ' wall':>11} {name + ' CPU':>11}" for name in wall)
+          + "".join(f" {name.replace('_vs_', '/'):>11} {'(CPU)':>7}" for name in ratios))
+    for index in range(len(wall["fused"])):
+        print(f"{index + 1:>6}"
+              + "".join(f" {wall[name][index]:>11,.0f} {cpu[name][index]:>11,.0f}"
+                        for name in wall)
+              + "".join(f" {clocks['wall'][index]:>11.3f} {clocks['cpu'][index]:>7.3f}"
+                        for clocks in ratios.values()))
+    print(f"{'median':>6}"
+          + "".join(f" {statistics.median(wall[name]):>11,.0f} "
+                    f"{statistics.median(cpu[name]):>11,.0f}" for name in wall)
+          + "".join(f" {clocks['wall']:>11.3f} {clocks['cpu']:>7.3f}"
+                    for clocks in results["median_ratios"].values()))
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -98,6 +131,9 @@ def main(argv):
                             "images means nothing")
         results = benchmarking.time_to_accuracy(FLAGS.data_dir, FLAGS.recipe, FLAGS.rounds,
                                                 FLAGS.fit_epochs)
+    elif FLAGS.batch_norm:
+        results = batch_norm_benchmark.measure(FLAGS.data_dir, FLAGS.model, FLAGS.rounds,
+                                               FLAGS.steps, FLAGS.batch_size)
     else:
         results = benchmarking.measure(FLAGS.data_dir, FLAGS.rounds, FLAGS.steps,
                                        FLAGS.batch_size,
@@ -107,6 +143,8 @@ def main(argv):
         print()
     elif FLAGS.time_to_accuracy:
         print_time_to_accuracy(results)
+    elif FLAGS.batch_norm:
+        print_batch_norm(results)
     else:
         print_table(results)
 

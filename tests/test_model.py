@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import data
 import model
+from cifar10_research import checkpoints
+from cifar10_research.batch_norm import BatchNorm
+from cifar10_research.config import Config
+from cifar10_research.learner import Learner
+from tests.conftest import one_device, tiny_cifar
 
 PARAMETERS = {"simple_cnn": 167_562, "wide_cnn": 357_482, "fast_cnn": 113_738,
               "resnet20": 274_042, "resnet32": 469_370, "resnet44": 664_698,
@@ -120,3 +126,26 @@ def test_flops_of_an_op_it_cannot_count_are_refused():
 
 def test_each_build_is_a_new_model():
     assert model.MODELS["wide_cnn"]() is not model.MODELS["wide_cnn"]()
+
+
+def test_wide_cnn_resumes_from_a_checkpoint_written_with_keras_batch_normalization(
+        tmp_path, monkeypatch):
+    """wide_cnn's BatchNorm has the weights, names and places of the Keras layer
+    it replaced, so a run's checkpoint from before restores whole."""
+    old_config = Config(model="wide_cnn", batch_size=16)
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "BatchNorm", keras.layers.BatchNormalization)
+        old = Learner(one_device(), old_config, steps_per_epoch=8)
+    assert isinstance(old.model.layers[1], keras.layers.BatchNormalization)
+    old.train_steps(iter(old.distribute_dataset(
+        data.train_dataset(tiny_cifar().train, 16, seed=0, epoch=1))), tf.constant(2))
+    tf.train.Checkpoint(**old.checkpointed()).save(str(tmp_path / "ckpt"))
+    keras.utils.set_random_seed(1)
+    new = Learner(one_device(), old_config, steps_per_epoch=8)
+    assert isinstance(new.model.layers[1], BatchNorm)
+    checkpoints.Checkpoints(new.checkpointed(), str(tmp_path), str(tmp_path), 1).restore_latest()
+    old_values = old.model.variables + old.optimizer.variables + [old.step]
+    new_values = new.model.variables + new.optimizer.variables + [new.step]
+    assert len(new_values) == len(old_values)
+    for restored, saved in zip(new_values, old_values):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy(), err_msg=saved.name)

@@ -57,6 +57,26 @@ def test_benchmark_reports_every_figure_as_json():
     assert figures["train_vs_fit_ratio"] == statistics.median(figures["train_vs_fit_ratios"])
 
 
+def test_benchmark_compares_keras_batch_norm_with_the_fused_one_and_none():
+    result = run_script("benchmark.py", "--batch_norm", "--model=fast_cnn", "--steps=10",
+                        "--rounds=2", "--batch_size=8", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert (figures["model"], figures["batch_size"], figures["steps_per_round"]) == (
+        "fast_cnn", 8, 10)
+    for clock in ("wall", "cpu"):
+        rates = figures[f"{clock}_images_per_s"]
+        assert set(rates) == {"keras", "fused", "none"}
+        assert all(len(values) == 2 and min(values) > 0 for values in rates.values()), clock
+        for ratio, (ours, theirs) in (("fused_vs_keras", ("fused", "keras")),
+                                      ("fused_vs_none", ("fused", "none"))):
+            assert figures["ratios"][ratio][clock] == pytest.approx(
+                [a / b for a, b in zip(rates[ours], rates[theirs])])
+            assert figures["median_ratios"][ratio][clock] == statistics.median(
+                figures["ratios"][ratio][clock])
+    assert figures["load_average_before"] >= 0 and figures["load_average_after"] >= 0
+
+
 def test_benchmark_times_the_tutorials_fit_and_a_recipe(tiny_data_dir, tmp_path):
     recipe = tmp_path / "quick.flags"
     recipe.write_text("--epochs=1\n--batch_size=16\n")
