@@ -112,7 +112,7 @@ def resnet(depth: int, num_classes: int = 10) -> keras.Model:
 def _convolution_and_norm(x, filters: int, stride: int, activation: bool, size: int = 3):
     x = layers.Conv2D(filters, size, strides=stride, padding="same", use_bias=False,
                       kernel_initializer="he_normal")(x)
-    x = layers.BatchNormalization()(x)
+    x = BatchNorm()(x)
     return layers.ReLU()(x) if activation else x
 
 
