@@ -154,15 +154,18 @@ def _watch(read_end: int) -> None:
 
 
 def _take(signum: signal.Signals) -> None:
-    """In the watcher thread: ends the process, or records the signal."""
-    _send_on(signum)
+    """In the watcher thread: ends the process, or records the signal (before
+    sending it on, so that a child that stops at once is seen as asked to)."""
     ending = _handling.modes[-1]
+    first = ending is None and _handling.requested is None
+    if first:
+        _handling.requested = signum
+    _send_on(signum)
     if ending is not None:
         _exit_now(f"Stopped by {signum.name}{ending}", signum)
-    elif _handling.requested is not None:
+    elif not first:
         _exit_now(f"\nSecond {_NAMES[signum]}: exiting now; the last complete checkpoint is "
                   f"kept.", signum)
-    _handling.requested = signum
 
 
 def _exit_now(line: str, signum: signal.Signals) -> None:

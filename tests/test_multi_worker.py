@@ -86,7 +86,7 @@ def test_ctrl_c_to_the_launcher_stops_every_worker_after_a_checkpoint(tiny_data_
             break
     launcher.send_signal(signal.SIGINT)
     stdout, stderr = launcher.communicate(timeout=120)
-    assert launcher.returncode == 130
+    assert launcher.returncode == 130, stdout + stderr
     assert stderr == "Stopped by SIGINT, sent on to every worker (exit codes 130, 130)\n"
     # Who had received it when they voted: one, or both, as it reached both at once.
     stops = re.findall(r"^\[worker (\d)\] (Stopped by SIGINT \(received by (worker 0, worker 1|"
