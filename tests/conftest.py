@@ -32,6 +32,12 @@ def one_device() -> tf.distribute.Strategy:
 
 
 def two_replicas() -> tf.distribute.Strategy:
+    """A new 2-replica strategy with collective keys of its own, as TensorFlow's
+    own tests make them: each MirroredStrategy otherwise starts from the same
+    keys, and an all-reduce whose shape differs from one run earlier under the
+    same keys fails ("Shape mismatch in the collective instance 100"). A
+    training process makes one strategy; a test session makes many."""
+    tf.distribute.MirroredStrategy._collective_key_base += 1000
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 

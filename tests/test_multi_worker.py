@@ -80,7 +80,8 @@ def test_ctrl_c_to_the_launcher_stops_every_worker_after_a_checkpoint(tiny_data_
         [sys.executable, os.path.join(ROOT, "scripts", "launch_workers.py"), "--num_workers=2",
          "--", f"--data_dir={tiny_data_dir}", "--epochs=20", "--batch_size=16",
          f"--model_dir={tmp_path}", "--run_name=pair"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": ROOT})  # This checkout's library, as run_python.
     for line in launcher.stdout:
         if line.startswith("[worker 0] Epoch 2/"):
             break
