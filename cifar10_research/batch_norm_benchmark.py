@@ -28,18 +28,30 @@ from cifar10_research.learner import crossentropy
 VARIANTS = {"keras": keras.layers.BatchNormalization, "fused": BatchNorm, "none": None}
 RATIOS = {"fused_vs_keras": ("fused", "keras"), "fused_vs_none": ("fused", "none")}
 WARMUP_STEPS = 5
+NORMS = (BatchNorm, keras.layers.BatchNormalization)
 
 
 def with_batch_norm(name: str, layer) -> keras.Model:
-    """model.MODELS[name] with a new `layer()` after each convolution instead of
-    its own batch norm (none if `layer` is None); wide_cnn keeps its shape."""
+    """model.MODELS[name] with a new `layer()` wherever it has batch norm (an
+    identity if `layer` is None); a network without any (the tutorial's, say)
+    first gets one after each convolution."""
+    network = model.MODELS[name]()
+    if not any(isinstance(original, NORMS) for original in network.layers):
+        network = _normalised_after_convolutions(network)
+
+    def replaced(original):
+        if isinstance(original, NORMS):
+            return layer() if layer is not None else keras.layers.Identity()
+        return type(original).from_config(original.get_config())
+    return keras.models.clone_model(network, clone_function=replaced)
+
+
+def _normalised_after_convolutions(network: keras.Sequential) -> keras.Sequential:
     layers = []
-    for original in model.MODELS[name]().layers:
-        if isinstance(original, (BatchNorm, keras.layers.BatchNormalization)):
-            continue
-        layers.append(type(original).from_config(original.get_config()))
-        if isinstance(original, keras.layers.Conv2D) and layer is not None:
-            layers.append(layer())
+    for original in network.layers:
+        layers.append(original)
+        if isinstance(original, keras.layers.Conv2D):
+            layers.append(BatchNorm())
     return keras.Sequential([keras.Input(IMAGE_SHAPE), *layers])
 
 

@@ -213,15 +213,14 @@ def test_an_epsilon_below_the_fused_kernels_least_is_refused():
         BatchNorm(epsilon=1e-5)
 
 
-@pytest.mark.parametrize("network", ["wide_cnn", "fast_cnn"])
-def test_the_benchmarks_variants_put_the_layer_after_each_convolution(network):
+@pytest.mark.parametrize("network", ["wide_cnn", "fast_cnn", "resnet20"])
+def test_the_benchmarks_variants_differ_only_in_their_batch_norm(network):
     kinds = {name: [type(layer).__name__ for layer in batch_norm_benchmark.with_batch_norm(
         network, layer).layers] for name, layer in batch_norm_benchmark.VARIANTS.items()}
-    assert "BatchNorm" not in kinds["none"] and "BatchNormalization" not in kinds["none"]
-    for name, kind in (("keras", "BatchNormalization"), ("fused", "BatchNorm")):
-        after_convolutions = [kinds[name][i + 1] for i, layer in enumerate(kinds[name])
-                              if layer == "Conv2D"]
-        assert after_convolutions == [kind] * 3
-        assert [layer for layer in kinds[name] if layer != kind] == kinds["none"]
-    if network == "wide_cnn":  # Its own shape.
-        assert kinds["fused"] == [type(layer).__name__ for layer in model.wide_cnn().layers]
+    fused = kinds["fused"]
+    assert fused.count("BatchNorm") == fused.count("Conv2D") > 0  # One for each.
+    for name, kind in (("keras", "BatchNormalization"), ("none", "Identity")):
+        assert kinds[name] == [kind if layer == "BatchNorm" else layer for layer in fused]
+    if network != "fast_cnn":  # Their own shape; fast_cnn, without batch norm, gets some.
+        own = [type(layer).__name__ for layer in model.MODELS[network]().layers]
+        assert fused == own
