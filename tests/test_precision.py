@@ -44,8 +44,9 @@ def float32_losses(tmp_path_factory):
             for name, strategy in STRATEGIES.items()}
 
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
-@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+# Each policy once, each strategy once: float16's loss scaling on 2 replicas.
+@pytest.mark.parametrize("precision, strategy", [("float16", "mirrored"),
+                                                 ("bfloat16", "one_device")])
 def test_mixed_precision_trains_like_full_precision(tmp_path, float32_losses, strategy,
                                                     precision):
     history = train(tmp_path, STRATEGIES[strategy](), mixed_precision=precision)["history"]

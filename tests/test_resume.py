@@ -16,7 +16,7 @@ from tests import events, fake_cifar
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-STEPS_PER_EPOCH = 250  # 5 x 400 training images / batch 8.
+STEPS_PER_EPOCH = 125  # 5 x 200 training images / batch 8.
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Not "seconds": wall time.
 
 
@@ -24,7 +24,7 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Not "seconds": wal
 def setup(tmp_path_factory):
     """A dataset big enough to kill a run mid-epoch, and an uninterrupted run on it."""
     root = tmp_path_factory.mktemp("resume")
-    fake_cifar.write_folder(str(root / "data"), rows_per_file=400)
+    fake_cifar.write_folder(str(root / "data"), rows_per_file=200)
     reference = finish(root, "reference")
     return root, reference
 

@@ -16,7 +16,7 @@ from cifar10_research.stopping import EXIT_CODES
 from tests.conftest import ROOT
 
 EPOCHS = 3
-RANDOM_SIGNALS = 6
+RANDOM_SIGNALS = 4
 
 
 def train_command(data_dir, model_dir, name, *flags):
