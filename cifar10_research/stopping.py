@@ -43,6 +43,7 @@ class _Handling:
         self.modes = []  # The end of an at-once mode's line, or None for deferred.
         self.requested = None
         self.forward_to = []  # The PIDs each signal is sent on to first.
+        self.sending = threading.Lock()  # Each signal reaches each child once.
         self.pipe = None
 
 
@@ -108,13 +109,15 @@ def forwarded_to(processes: list):
     (one already recorded too) is first sent on to `processes`, child commands
     started in sessions of their own (`start_new_session=True`), which a
     terminal's Ctrl-C then reaches this way alone, once."""
-    _handling.forward_to = [process.pid for process in processes]
-    try:
+    with _handling.sending:
+        _handling.forward_to = [process.pid for process in processes]
         if _handling.requested is not None:
             _send_on(_handling.requested)
+    try:
         yield
     finally:
-        _handling.forward_to = []
+        with _handling.sending:
+            _handling.forward_to = []
 
 
 def _send_on(signum: signal.Signals) -> None:
@@ -157,10 +160,11 @@ def _take(signum: signal.Signals) -> None:
     """In the watcher thread: ends the process, or records the signal (before
     sending it on, so that a child that stops at once is seen as asked to)."""
     ending = _handling.modes[-1]
-    first = ending is None and _handling.requested is None
-    if first:
-        _handling.requested = signum
-    _send_on(signum)
+    with _handling.sending:
+        first = ending is None and _handling.requested is None
+        if first:
+            _handling.requested = signum
+        _send_on(signum)
     if ending is not None:
         _exit_now(f"Stopped by {signum.name}{ending}", signum)
     elif not first:
