@@ -29,19 +29,24 @@ VARIANTS = {"keras": keras.layers.BatchNormalization, "fused": BatchNorm, "none"
 RATIOS = {"fused_vs_keras": ("fused", "keras"), "fused_vs_none": ("fused", "none")}
 WARMUP_STEPS = 5
 NORMS = (BatchNorm, keras.layers.BatchNormalization)
+SETTINGS = ("momentum", "epsilon", "center", "scale")  # What each variant keeps of the original.
 
 
 def with_batch_norm(name: str, layer) -> keras.Model:
-    """model.MODELS[name] with a new `layer()` wherever it has batch norm (an
-    identity if `layer` is None); a network without any (the tutorial's, say)
-    first gets one after each convolution."""
+    """model.MODELS[name] with a new `layer` wherever it has batch norm, with
+    the same momentum, epsilon, centring and scaling (an identity if `layer` is
+    None); a network without any (the tutorial's, say) first gets one after
+    each convolution."""
     network = model.MODELS[name]()
     if not any(isinstance(original, NORMS) for original in network.layers):
         network = _normalised_after_convolutions(network)
 
     def replaced(original):
         if isinstance(original, NORMS):
-            return layer() if layer is not None else keras.layers.Identity()
+            if layer is None:
+                return keras.layers.Identity()
+            config = original.get_config()
+            return layer(**{setting: config[setting] for setting in SETTINGS})
         return type(original).from_config(original.get_config())
     return keras.models.clone_model(network, clone_function=replaced)
 

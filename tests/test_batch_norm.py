@@ -224,3 +224,13 @@ def test_the_benchmarks_variants_differ_only_in_their_batch_norm(network):
     if network != "fast_cnn":  # Their own shape; fast_cnn, without batch norm, gets some.
         own = [type(layer).__name__ for layer in model.MODELS[network]().layers]
         assert fused == own
+
+
+def test_the_benchmarks_variants_keep_the_batch_norms_settings(monkeypatch):
+    settings = {"momentum": 0.6, "epsilon": 0.01, "center": True, "scale": False}
+    monkeypatch.setitem(model.MODELS, "airbench_like", lambda: keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), BatchNorm(**settings)]))
+    for name in ("keras", "fused"):
+        norm = batch_norm_benchmark.with_batch_norm("airbench_like",
+                                                    batch_norm_benchmark.VARIANTS[name]).layers[1]
+        assert {setting: norm.get_config()[setting] for setting in settings} == settings
