@@ -91,10 +91,11 @@ def test_a_frozen_layer_normalises_by_its_moving_statistics_and_keeps_them():
     forward_and_gradients(ours, images(0), training=True)
     forward_and_gradients(keras_layer, images(0), training=True)
     ours.trainable = keras_layer.trainable = False
-    statistics = ours.moving_mean.numpy()
+    statistics = [ours.moving_mean.numpy(), ours.moving_variance.numpy()]
     assert_same(np.asarray(ours(images(1), training=True)),
                 np.asarray(keras_layer(images(1), training=True)))
-    np.testing.assert_array_equal(ours.moving_mean.numpy(), statistics)
+    np.testing.assert_array_equal(ours.moving_mean.numpy(), statistics[0])
+    np.testing.assert_array_equal(ours.moving_variance.numpy(), statistics[1])
 
 
 @pytest.mark.parametrize("policy", ["float16", "bfloat16"])
@@ -166,6 +167,7 @@ def test_two_replicas_train_wide_cnn_like_one_device():
     mirrored_losses, mirrored = wide_cnn_run(two_replicas(), 2)
     np.testing.assert_allclose(mirrored_losses, single_losses, rtol=1e-5)
     assert single_losses[-1] < single_losses[0]
+    assert len(mirrored.weights) == len(single.weights) > 0
     for mirrored_weight, single_weight in zip(mirrored.weights, single.weights):
         copies = getattr(mirrored_weight.value, "values", [mirrored_weight.value])
         for copy in copies:
