@@ -19,7 +19,8 @@ import tensorflow as tf
 from keras import layers
 
 import data
-from cifar10_research.batch_norm import BatchNorm
+from cifar10_research.batch_norm import MIN_EPSILON, BatchNorm
+from cifar10_research.whitening import PatchWhitening
 
 
 def _tutorial_convolutions() -> list:
@@ -124,6 +125,60 @@ def _residual_block(x, filters: int, stride: int):
     return layers.ReLU()(layers.Add()([shortcut, y]))
 
 
+# PyTorch's default initialisation of convolutions and dense layers, which
+# airbench keeps: uniform within +-1/sqrt(fan_in).
+_TORCH_DEFAULT = keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
+_AIRBENCH_NORM = {"momentum": 0.4, "epsilon": MIN_EPSILON, "scale": False}
+
+
+def airbench(widths: tuple[int, int, int], name: str, num_classes: int = 10) -> keras.Model:
+    """The network of airbench94 (Jordan 2024), `widths` its blocks' filters
+    (64, 256, 256 there): a 2x2 convolution fitted to whiten the training
+    images' patches (`whitening.PatchWhitening`: its kernel fitted, not
+    learnt), GELU, then three blocks of a 3x3 convolution, 2x2 max-pooling,
+    batch norm and GELU, then a second 3x3 convolution, batch norm and GELU;
+    3x3 max-pooling of the 3x3 maps left, and a dense layer without bias
+    whose logits are scaled by 1/9.
+
+    As airbench's: batch norm without a learnt scale, its moving statistics
+    60% the batch's at each step (Keras' momentum 0.4; epsilon 1e-5, the
+    fused kernel's least, where airbench's is 1e-12); each 3x3 convolution
+    starts as an identity for its first filters (see `_identity_started`) and
+    PyTorch's default initialisation elsewhere.
+    """
+    layers_ = [keras.Input(shape=IMAGE_SHAPE), PatchWhitening(), layers.Activation("gelu")]
+    for width in widths:
+        layers_ += [_airbench_convolution(width), layers.MaxPooling2D(2),
+                    BatchNorm(**_AIRBENCH_NORM), layers.Activation("gelu"),
+                    _airbench_convolution(width), BatchNorm(**_AIRBENCH_NORM),
+                    layers.Activation("gelu")]
+    network = keras.Sequential([
+        *layers_, layers.MaxPooling2D(3), layers.Flatten(),
+        layers.Dense(num_classes, use_bias=False, kernel_initializer=_TORCH_DEFAULT),
+        layers.Rescaling(1 / 9)], name=name)
+    for layer in network.layers:
+        if isinstance(layer, layers.Conv2D):
+            _identity_started(layer)
+    return network
+
+
+def _airbench_convolution(width: int) -> layers.Conv2D:
+    return layers.Conv2D(width, 3, padding="same", use_bias=False,
+                         kernel_initializer=_TORCH_DEFAULT)
+
+
+def _identity_started(convolution: layers.Conv2D) -> None:
+    """Sets the first min(inputs, filters) filters of `convolution` to pass their
+    input channel through unchanged (PyTorch's dirac_ initialisation, as airbench
+    makes an implicit residual connection)."""
+    kernel = convolution.kernel.numpy()
+    height, width, inputs, filters = kernel.shape
+    identity = min(inputs, filters)
+    kernel[..., :identity] = 0
+    kernel[height // 2, width // 2, np.arange(identity), np.arange(identity)] = 1
+    convolution.kernel.assign(kernel)
+
+
 def classifier(network: keras.Model) -> keras.Model:
     """`network` as users call it: stored uint8 pixels (0-255, as a PNG holds
     them) in, class probabilities out: `data.preprocessing`, the network, and a
@@ -164,4 +219,8 @@ def _flops(op) -> int:
 # The networks by --model name; each call builds a new, randomly initialised model.
 MODELS = {"simple_cnn": simple_cnn, "wide_cnn": wide_cnn, "fast_cnn": fast_cnn,
           **{f"resnet{depth}": functools.partial(resnet, depth)
-             for depth in (20, 32, 44, 56, 110)}}
+             for depth in (20, 32, 44, 56, 110)},
+          # airbench94's widths, then narrower ones for shorter budgets.
+          "airbench": functools.partial(airbench, (64, 256, 256), "airbench"),
+          "airbench_128": functools.partial(airbench, (64, 128, 128), "airbench-128"),
+          "airbench_64": functools.partial(airbench, (32, 64, 64), "airbench-64")}

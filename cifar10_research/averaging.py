@@ -29,6 +29,11 @@ class WeightAverage:
                                      name=f"average_{index}")
                          for index, weight in enumerate(self._weights)]
 
+    def restart(self) -> None:
+        """The averages become the weights, as when the average was made."""
+        for average, weight in zip(self.averages, self._weights):
+            average.assign(tf.cast(weight, average.dtype))
+
     def update(self, step: tf.Tensor) -> None:
         """Moves the averages towards the weights, after training step `step` (from 1)."""
         step = tf.cast(step, tf.float32)

@@ -20,6 +20,7 @@ from cifar10_research.config import Config
 from cifar10_research.dataset import DATASETS, Split
 
 HISTOGRAM_BATCH = 256  # Training images the epoch's gradient histograms are taken on.
+ADAPT_IMAGES = 5000  # Training images the layers fitted to the data see (airbench's number).
 
 
 def crossentropy(labels, logits, label_smoothing: float = 0.0) -> tf.Tensor:
@@ -98,6 +99,21 @@ class Learner:
         """Within the block, the model holds the weights that are evaluated and
         exported: their moving average under --ema_decay, else the raw ones."""
         return self.average.swapped_in() if self.average else contextlib.nullcontext()
+
+    def adapt(self, split: Split) -> None:
+        """Fits the layers that are fitted to the data, not learnt (those with an
+        `adapt` method, as Keras' preprocessing layers have; they take the
+        network's input), to the first ADAPT_IMAGES images of `split`,
+        preprocessed: at a new run's start, on every worker alike. A resume
+        restores them with the other weights."""
+        fitted = [layer for layer in self.model._flatten_layers() if hasattr(layer, "adapt")]
+        if not fitted:
+            return
+        images = self.preprocess(split.images[:ADAPT_IMAGES]).numpy()
+        for layer in fitted:
+            layer.adapt(images)
+        if self.average:
+            self.average.restart()
 
     def distribute_dataset(self, dataset: tf.data.Dataset):
         """Splits each global batch over the replicas (and workers: by data)."""

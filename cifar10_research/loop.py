@@ -136,6 +136,7 @@ class TrainingLoop:
         self.epoch_state = checkpoints.state(path) if path else {}
         if path is None:
             run_folder.refuse_stale(self.workdir)
+            self.learner.adapt(self.train_split)
             if self.chief:
                 self.learner.model.summary()
         else:

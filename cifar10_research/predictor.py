@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cifar10_research import batch_norm  # noqa: F401 (registers the layer model.keras files name)
+from cifar10_research import batch_norm, whitening  # noqa: F401 (register layers model.keras names)
 from cifar10_research import run_folder
 from cifar10_research.dataset import CLASS_NAMES, IMAGE_SHAPE
 from cifar10_research.errors import UserError, first_line

@@ -40,6 +40,24 @@ def resnet_flops(depth: int) -> int:
 
 
 FLOPS.update({f"resnet{depth}": resnet_flops(depth) for depth in (20, 32, 44, 56, 110)})
+AIRBENCH_WIDTHS = {"airbench": (64, 256, 256), "airbench_128": (64, 128, 128),
+                   "airbench_64": (32, 64, 64)}
+
+
+def airbench_counts(widths) -> tuple[int, int]:
+    """(parameters, FLOPs): the 2x2 whitening convolution's 24 filters (and
+    biases) on 31x31 maps, each block's first convolution before its pooling,
+    the second after; batch norm's offsets and two statistics, no scale."""
+    sizes, inputs, parameters, multiply_adds = (31, 15, 7), 24, 24 * 12 + 24, 31 * 31 * 24 * 12
+    for size, width in zip(sizes, widths):
+        parameters += 9 * width * (inputs + width) + 2 * 3 * width
+        multiply_adds += 9 * width * (size * size * inputs + (size // 2) ** 2 * width)
+        inputs = width
+    return parameters + 10 * inputs, 2 * (multiply_adds + 10 * inputs)
+
+
+for _name, _widths in AIRBENCH_WIDTHS.items():
+    PARAMETERS[_name], FLOPS[_name] = airbench_counts(_widths)
 
 
 def test_every_registered_model_has_its_parameter_and_flop_counts_recorded_here():

@@ -28,11 +28,12 @@ def run_predict(*args):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A folder with an untrained classifier, saved both ways as a run saves it,
-    and IMAGES; and the classifier's own probabilities for each image. wide_cnn:
-    predict.py must know the project's own layers (BatchNorm) to load it."""
+    and IMAGES; and the classifier's own probabilities for each image. airbench_64:
+    predict.py must know the project's own layers (BatchNorm, PatchWhitening)
+    to load it."""
     folder = tmp_path_factory.mktemp("predict")
     keras.utils.set_random_seed(0)
-    network = model.classifier(model.wide_cnn())
+    network = model.classifier(model.MODELS["airbench_64"]())
     network.save(str(folder / "model.keras"))
     network.export(str(folder / "saved_model"), verbose=False)
     rng = np.random.default_rng(0)
