@@ -12,14 +12,35 @@ AUGMENTATIONS entry; a new mix one function and one MIXES entry.
 
 from cifar10_research.dataset import Split  # First: TensorFlow, quietly.
 
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
 CROP_PADDING = 4  # Pixels of zeros around an image before "flip_crop" cuts 32x32 out.
+TRANSLATION = 2  # Pixels "alternating_flip_translate" moves an image by, at most (airbench's).
 # Beta(1, 1): the mixing ratio drawn uniformly, as mixup's paper did on CIFAR-10 and
 # timm does for cutmix (timm's mixup: 0.8).
 MIX_ALPHA = 1.0
 MIX_STREAM = 1  # Folded into a batch's seed for its mix: draws apart from the augmentation's.
+RUN_DRAWS = 0  # The epoch number of the seed of draws made once a run (epochs count from 1).
+
+
+class Draw(NamedTuple):
+    """What an augmentation draws from; all its random ops are stateless, so a
+    rerun, a resumed run and every worker draw alike.
+
+    `seed` ([2] int64) is the batch's, new for every batch of the run. Draws
+    that stay with an image for the whole run come from `run_seed`, taken for
+    each of the split's `split_size` images and picked by `ids` (B,), each
+    image's index in the split. `epoch` counts from 1.
+    """
+
+    seed: tf.Tensor
+    ids: tf.Tensor
+    epoch: int
+    run_seed: tf.Tensor
+    split_size: int
 
 
 def preprocessing() -> keras.layers.Layer:
@@ -45,18 +66,21 @@ def train_dataset(split: Split, batch_size: int, seed: int, epoch: int,
     the uninterrupted ones.
     """
     key = tf.constant([seed, epoch], tf.int64)
+    run_seed = tf.constant([seed, RUN_DRAWS], tf.int64)
     order = tf.random.experimental.stateless_shuffle(tf.range(len(split)), seed=key)
-    batches = _batches(split, order[skip_batches * batch_size:], batch_size, drop_remainder=True)
+    ids = tf.data.Dataset.from_tensor_slices(order[skip_batches * batch_size:]).batch(
+        batch_size, drop_remainder=True)
 
-    def alter(index, batch):
-        batch_seed = tf.random.fold_in(key, index)
-        images, labels = augment(*batch, augmentation, batch_seed)
-        return mix(images, labels, mixing, mix_alpha, tf.random.fold_in(batch_seed, MIX_STREAM))
+    gather = _gatherer(split)
 
-    if (augmentation, mixing) != ("none", "none"):
-        batches = batches.enumerate(start=skip_batches).map(
-            alter, num_parallel_calls=tf.data.AUTOTUNE)
-    return batches.prefetch(tf.data.AUTOTUNE)
+    def batch(index, batch_ids):
+        images, labels = gather(batch_ids)
+        draw = Draw(tf.random.fold_in(key, index), batch_ids, epoch, run_seed, len(split))
+        images, labels = augment(images, labels, augmentation, draw)
+        return mix(images, labels, mixing, mix_alpha, tf.random.fold_in(draw.seed, MIX_STREAM))
+
+    return (ids.enumerate(start=skip_batches)
+            .map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
 
 def eval_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
@@ -69,74 +93,93 @@ def eval_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
     """
     padding = -len(split) % batch_size
     order = tf.concat([tf.range(len(split)), tf.fill([padding], -1)], axis=0)
-    return _batches(split, order, batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
+            .map(_gatherer(split), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
 
 
-def _batches(split: Split, order: tf.Tensor, batch_size: int,
-             drop_remainder: bool) -> tf.data.Dataset:
-    """Batches of (uint8 images, one-hot float32 labels) in `order`.
+def _gatherer(split: Split):
+    """The function of ids (B,) that gives the batch (uint8 images, one-hot
+    float32 labels) of those images of `split`.
 
-    An index of -1 in `order` gives a padding row with an all-zero label.
-    The split stays in memory as uint8 (150 MB for the training set): that is
-    the cache. Batching indices and gathering a whole batch at once keeps the
-    pipeline vectorised, and a reshuffle moves indices, not images.
+    An id of -1 gives a padding row with an all-zero label. The split stays
+    in memory as uint8 (150 MB for the training set): that is the cache.
+    Batching ids and gathering a whole batch at once keeps the pipeline
+    vectorised, and a reshuffle moves ids, not images.
     """
-    images, labels = split.tensors
+    images, labels = split.tensors  # Made here, not in a traced function.
 
-    def gather(indices):
-        rows = tf.maximum(indices, 0)
-        batch_labels = tf.where(indices >= 0, tf.gather(labels, rows), -1)
+    def gather(ids):
+        rows = tf.maximum(ids, 0)
+        batch_labels = tf.where(ids >= 0, tf.gather(labels, rows), -1)
         return tf.gather(images, rows), tf.one_hot(batch_labels, split.num_classes)
-
-    return (tf.data.Dataset.from_tensor_slices(order)
-            .batch(batch_size, drop_remainder=drop_remainder)
-            .map(gather, num_parallel_calls=tf.data.AUTOTUNE))
+    return gather
 
 
 def augment(images: tf.Tensor, labels: tf.Tensor, mode: str,
-            seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """A batch of images (B, 32, 32, 3), each randomly altered by `mode`.
-
-    `mode` names an AUGMENTATIONS entry. The random ops are stateless, fed
-    from `seed` (shape [2], int64), so the same seed gives the same batch on a
-    rerun, a resumed run and every worker. The whole batch is done in a few
-    vectorised ops; shapes, dtypes and the range of values stay as they were.
+            draw: Draw) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch of images (B, 32, 32, 3), each randomly altered by `mode`, an
+    AUGMENTATIONS entry, with randomness from `draw`. The whole batch is done
+    in a few vectorised ops; shapes, dtypes and the range of values stay as
+    they were.
     """
-    return AUGMENTATIONS[mode](images, seed), labels
+    return AUGMENTATIONS[mode](images, draw), labels
 
 
-def _unchanged(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def _unchanged(images: tf.Tensor, draw: Draw) -> tf.Tensor:
     return images
 
 
-def _random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def _random_flip(images: tf.Tensor, draw: Draw) -> tf.Tensor:
     """Mirrors each image left-right with probability 1/2."""
-    flip_seed = tf.random.split(seed)[0]
-    flip = tf.random.stateless_uniform([tf.shape(images)[0]], flip_seed) < 0.5
+    flip_seed = tf.random.split(draw.seed)[0]
+    return _flipped(images, tf.random.stateless_uniform([tf.shape(images)[0]], flip_seed) < 0.5)
+
+
+def _alternating_flip(images: tf.Tensor, draw: Draw) -> tf.Tensor:
+    """Mirrors each image in every other epoch (airbench's alternating flip):
+    in odd epochs a random half of the split, drawn once a run, in even epochs
+    the other half; so any two epochs in a row show every image both ways."""
+    first_half = tf.random.stateless_uniform([draw.split_size], draw.run_seed) < 0.5
+    return _flipped(images, tf.gather(first_half, draw.ids) == (draw.epoch % 2 == 1))
+
+
+def _flipped(images: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+    """`images` with those where `flip` (B,) holds mirrored left-right."""
     return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
 
 
-def _random_flip_and_crop(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def _random_flip_and_crop(images: tf.Tensor, draw: Draw) -> tf.Tensor:
     """Flips, then cuts a 32x32 window at a random offset out of the image
     zero-padded by CROP_PADDING pixels: a shift of up to 4 pixels each way."""
-    crop_seed = tf.random.split(seed)[1]
-    return _random_crop(_random_flip(images, seed), crop_seed)
+    crop_seed = tf.random.split(draw.seed)[1]
+    return _random_crop(_random_flip(images, draw), crop_seed, CROP_PADDING, "CONSTANT")
 
 
-def _random_crop(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Each padded image's window, taken by gathering its rows, then its columns."""
+def _alternating_flip_and_translate(images: tf.Tensor, draw: Draw) -> tf.Tensor:
+    """Alternating flips, then a random shift of up to TRANSLATION pixels each
+    way, the image extended by reflection (airbench94's augmentation)."""
+    crop_seed = tf.random.split(draw.seed)[1]
+    return _random_crop(_alternating_flip(images, draw), crop_seed, TRANSLATION, "REFLECT")
+
+
+def _random_crop(images: tf.Tensor, seed: tf.Tensor, padding: int, mode: str) -> tf.Tensor:
+    """Each image's window at a random offset into it padded by `padding`
+    pixels (`mode`: tf.pad's), taken by gathering its rows, then its columns."""
     height, width = images.shape[1:3]
-    padding = [[0, 0], [CROP_PADDING, CROP_PADDING], [CROP_PADDING, CROP_PADDING], [0, 0]]
+    pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
     offsets = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed, minval=0,
-                                          maxval=2 * CROP_PADDING + 1, dtype=tf.int32)
+                                          maxval=2 * padding + 1, dtype=tf.int32)
     rows = offsets[:, :1] + tf.range(height)  # (B, height): row indices into the padded image.
     columns = offsets[:, 1:] + tf.range(width)
-    images = tf.gather(tf.pad(images, padding), rows, axis=1, batch_dims=1)
+    images = tf.gather(tf.pad(images, pads, mode), rows, axis=1, batch_dims=1)
     return tf.gather(images, columns, axis=2, batch_dims=1)
 
 
 # Training-batch augmentations by name, for --augment; evaluation is never augmented.
-AUGMENTATIONS = {"none": _unchanged, "flip": _random_flip, "flip_crop": _random_flip_and_crop}
+AUGMENTATIONS = {"none": _unchanged, "flip": _random_flip, "flip_crop": _random_flip_and_crop,
+                 "alternating_flip": _alternating_flip,
+                 "alternating_flip_translate": _alternating_flip_and_translate}
 
 
 def mix(images: tf.Tensor, labels: tf.Tensor, mode: str, alpha: float,

@@ -46,8 +46,11 @@ class Config:
         "(167,562 parameters).", COMPUTES, choices=model.MODELS, network=True)
     augment: str = setting(
         "none", "Training-batch augmentation, from data.py: flip (random horizontal flips); "
-        "flip_crop (flips and random 32x32 crops after 4-pixel padding). Never applied to "
-        "evaluation.", COMPUTES, choices=data.AUGMENTATIONS)
+        "flip_crop (flips and random 32x32 crops after 4-pixel zero padding); "
+        "alternating_flip (each image mirrored in every other epoch, a random half of the "
+        "images in odd epochs: airbench's); alternating_flip_translate (those, and random "
+        "shifts of up to 2 pixels, the image extended by reflection: airbench94's). Never "
+        "applied to evaluation.", COMPUTES, choices=data.AUGMENTATIONS)
     mix: str = setting(
         "none", "Training-batch mixing, from data.py, after --augment: each image is mixed "
         "with its partner (the image at the mirrored position of the batch, whose order is "

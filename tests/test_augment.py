@@ -18,9 +18,15 @@ def _batch(size=16):
     return tf.constant(images), labels
 
 
+def _draw(seed=SEED, size=16, epoch=1):
+    """The draw of a batch of the `size` images of a split, in order."""
+    return data.Draw(seed, tf.range(size), epoch, tf.constant([7, data.RUN_DRAWS], tf.int64),
+                     size)
+
+
 def _augment(mode, seed=SEED, batch=None):
     images, labels = batch or _batch()
-    out_images, out_labels = data.augment(images, labels, mode, seed)
+    out_images, out_labels = data.augment(images, labels, mode, _draw(seed))
     np.testing.assert_array_equal(out_labels, labels)
     return images.numpy(), out_images.numpy()
 
@@ -88,12 +94,63 @@ def test_train_batches_are_the_plain_ones_flipped_and_shifted_reproducibly():
     np.testing.assert_array_equal(_images(again), _images(augmented))
 
 
-def test_a_resumed_epoch_augments_its_batches_as_the_whole_epoch_did():
+@pytest.mark.parametrize("mode", data.AUGMENTATIONS)
+def test_a_resumed_epoch_augments_its_batches_as_the_whole_epoch_did(mode):
     split = _split()
-    whole = _images(data.train_dataset(split, 8, seed=1, epoch=2, augmentation="flip"))
+    whole = _images(data.train_dataset(split, 8, seed=1, epoch=2, augmentation=mode))
     resumed = _images(data.train_dataset(split, 8, seed=1, epoch=2, skip_batches=3,
-                                         augmentation="flip"))
+                                         augmentation=mode))
     np.testing.assert_array_equal(resumed, whole[3:])
+
+
+def _flipped(split, seed: int, epoch: int) -> np.ndarray:
+    """Whether "alternating_flip" mirrors each image of `split` (by its index) in `epoch`."""
+    flipped = np.zeros(len(split), bool)
+    order = data.train_dataset(split, 8, seed=seed, epoch=epoch)
+    augmented = data.train_dataset(split, 8, seed=seed, epoch=epoch,
+                                   augmentation="alternating_flip")
+    seen = 0
+    for (images, _), (plain, _) in zip(augmented, order):
+        for out, image in zip(images.numpy(), plain.numpy()):
+            index = next(i for i, stored in enumerate(split.images)
+                         if np.array_equal(stored, image))
+            flipped[index] = not np.array_equal(out, image)
+            assert flipped[index] <= np.array_equal(out, image[:, ::-1])
+            seen += 1
+    assert seen == len(split)
+    return flipped
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+    split = _split(rows=48)
+    first, second, third = (_flipped(split, seed=1, epoch=epoch) for epoch in (1, 2, 3))
+    assert 0 < first.sum() < len(split)
+    np.testing.assert_array_equal(second, ~first)
+    np.testing.assert_array_equal(third, first)
+    assert not np.array_equal(_flipped(split, seed=2, epoch=1), first)  # Another run's half.
+
+
+def _translations(image):
+    """Every image "alternating_flip_translate" may make of `image`: 2 flips x 5 x 5
+    offsets into it reflected 2 pixels out."""
+    found = []
+    for flipped in (image, image[:, ::-1]):
+        padded = np.pad(flipped, [(2, 2), (2, 2), (0, 0)], mode="reflect")
+        found += [padded[y:y + 32, x:x + 32] for y in range(5) for x in range(5)]
+    return found
+
+
+def test_translations_move_images_by_up_to_2_pixels_reflected():
+    split = _split()
+    augmented = data.train_dataset(split, 8, seed=1, epoch=1,
+                                   augmentation="alternating_flip_translate")
+    plain = data.train_dataset(split, 8, seed=1, epoch=1)
+    moved = 0
+    for (images, _), (plain_images, _) in zip(augmented, plain):
+        for out, image in zip(images.numpy(), plain_images.numpy()):
+            assert any(np.array_equal(out, candidate) for candidate in _translations(image))
+            moved += not (np.array_equal(out, image) or np.array_equal(out, image[:, ::-1]))
+    assert moved > len(split) // 2  # 24 of the 25 offsets move.
 
 
 def test_evaluation_gives_the_same_results_whatever_augmentation_is_named():
