@@ -251,5 +251,30 @@ def _mixed_labels(labels: tf.Tensor, partner_share: tf.Tensor) -> tf.Tensor:
     return (1 - share) * labels + share * tf.reverse(labels, axis=[0])
 
 
+def _one_view(images: tf.Tensor) -> list:
+    return [(1.0, images)]
+
+
+def _flip_views(images: tf.Tensor) -> list:
+    """The images and their mirror images, alike."""
+    return [(0.5, images), (0.5, tf.reverse(images, axis=[2]))]
+
+
+def _flip_and_translate_views(images: tf.Tensor) -> list:
+    """airbench94's 6 views: half the weight on the flip views of the images,
+    a quarter on those of the images shifted 1 pixel down and right, a quarter
+    on those shifted up and left (borders reflected)."""
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], "REFLECT")
+    shifted = (padded[:, :-2, :-2], padded[:, 2:, 2:])
+    return ([(weight / 2, view) for weight, view in _flip_views(images)]
+            + [(weight / 4, view) for image in shifted for weight, view in _flip_views(image)])
+
+
+# Test-time augmentation by name, for --tta: each a function of a batch of the
+# network's inputs returning the (weight, view) pairs whose predicted
+# probabilities, weighted, make the prediction. Evaluation only.
+TEST_VIEWS = {"none": _one_view, "flip": _flip_views, "flip_translate": _flip_and_translate_views}
+
+
 # Training-batch mixes by name, for --mix; evaluation is never mixed.
 MIXES = {"none": _unmixed, "mixup": _mixup, "cutmix": _cutmix}

@@ -100,10 +100,12 @@ class Config:
         "epoch. 0.1 holds out 5,000 images, the usual protocol. 0 (the Keras tutorial's "
         "way) validates on the test set.", COMPUTES,
         rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
-    tta: bool = setting(
-        False, "Test-time augmentation: evaluate each image by the mean of the predictions "
-        "for it and its mirror image (as airbench does); evaluation takes twice as long.",
-        COMPUTES)
+    tta: str = setting(
+        "none", "Test-time augmentation, from data.py: each image evaluated by the weighted "
+        "mean of the probabilities predicted for several views of it. flip: it and its mirror "
+        "image (evaluation takes twice as long); flip_translate: those (half the weight) and "
+        "the flip views of it shifted 1 pixel down-right and up-left (airbench94's 6 views).",
+        COMPUTES, choices=data.TEST_VIEWS)
     mixed_precision: str = setting(
         "none", "Compute in float16 (with loss scaling) or bfloat16, keeping float32 weights "
         "and a float32 last layer: for GPUs (and CPUs) with fast half-precision math.",
@@ -248,13 +250,17 @@ CROSS_CHECKS = (
      "--checkpoint is only for --mode=eval"),
 )
 
+# Values older runs' flags.txt may hold, by setting, and what they are called now.
+RENAMED_VALUES = {"tta": {"False": "none", "True": "flip"}}  # --tta was on or off.
+
 NETWORK_SETTINGS = tuple(field.name for field in dataclasses.fields(Config)
                          if field.metadata["network"])
 
 
 def parse_saved_flags(text: str, path: str) -> dict[str, str]:
     """{name: value} of every setting, from a run's flags.txt (`text`, read from
-    `path`): one it lacks (a setting newer than the run) as its default.
+    `path`): one it lacks (a setting newer than the run) as its default, an
+    old value by its RENAMED_VALUES name.
 
     Refuses, in one line, a file of no setting, a line other than
     `--name=value` (or blank, or a # comment) and a name that is no setting.
@@ -274,7 +280,7 @@ def parse_saved_flags(text: str, path: str) -> dict[str, str]:
         if name not in settings:
             raise UserError(f"{path} line {number} names no setting of train.py: {line[:40]}; "
                             f"fix that line, {advice}")
-        settings[name] = value
+        settings[name] = RENAMED_VALUES.get(name, {}).get(value, value)
     return settings
 
 

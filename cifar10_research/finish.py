@@ -69,7 +69,7 @@ def prediction_grid(learner: Learner, split: Split, names: tuple, count: int,
                                  [names[i] for i in predicted], fontsize)
 
 
-def results(test: metrics.Sums, history: dict, tta: bool, fingerprint: str) -> dict:
+def results(test: metrics.Sums, history: dict, tta: str, fingerprint: str) -> dict:
     """What results.json holds: the test means (`test_<name>`), the last epoch's
     validation means (`val_<name>`), the best epoch's validation accuracy."""
     best_epoch, best_accuracy = run_folder.best_epoch(history)

@@ -31,11 +31,15 @@ def crossentropy(labels, logits, label_smoothing: float = 0.0) -> tf.Tensor:
         labels, tf.cast(logits, tf.float32), from_logits=True, label_smoothing=label_smoothing)
 
 
-def mean_of_views(logits: list) -> tf.Tensor:
-    """Logits whose softmax is the mean of the views' softmaxes (test-time
-    augmentation averages the views' probabilities)."""
-    log_probabilities = [tf.nn.log_softmax(tf.cast(view, tf.float32)) for view in logits]
-    return tf.reduce_logsumexp(tf.stack(log_probabilities), axis=0) - math.log(len(logits))
+def mean_of_views(weighted_logits: list) -> tf.Tensor:
+    """Logits whose softmax is the weighted mean of the views' softmaxes
+    (test-time augmentation averages the views' probabilities), from
+    (weight, logits) pairs; one view's logits are returned as they are."""
+    if len(weighted_logits) == 1:
+        return weighted_logits[0][1]
+    log_probabilities = [math.log(weight) + tf.nn.log_softmax(tf.cast(logits, tf.float32))
+                         for weight, logits in weighted_logits]
+    return tf.reduce_logsumexp(tf.stack(log_probabilities), axis=0)
 
 
 class Learner:
@@ -163,11 +167,9 @@ class Learner:
             self.step.assign_add(1)
 
     def _eval_step(self, images, labels):
-        inputs = self.preprocess(images)
-        logits = self.model(inputs, training=False)
-        if self.tta:  # With the mirror images' predictions.
-            logits = mean_of_views([logits, self.model(tf.reverse(inputs, axis=[2]),
-                                                       training=False)])
+        views = data.TEST_VIEWS[self.tta](self.preprocess(images))
+        logits = mean_of_views([(weight, self.model(view, training=False))
+                                for weight, view in views])
         self.eval_totals.update(labels, logits, crossentropy(labels, logits))
         self.confusion.update(labels, logits)
 

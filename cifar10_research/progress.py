@@ -87,6 +87,8 @@ def print_test_results(results: dict) -> None:
     others = ", ".join(f"{metric.name} {results[f'test_{metric.name}']:.4f}"
                        for metric in metrics.EVALUATION
                        if metric != metrics.ACCURACY and f"test_{metric.name}" in results)
-    with_tta = ", flip test-time augmentation" if results.get("tta") else ""
+    views = results.get("tta")
+    views = {True: "flip", False: "none"}.get(views, views)  # Older runs: on or off.
+    with_tta = f", {views} test-time augmentation" if views not in (None, "none") else ""
     print(f"Test accuracy: {results['test_accuracy']:.4f} ({others}, {results['test_count']} "
           f"images{with_tta})")

@@ -8,8 +8,10 @@ from cifar10_research.errors import UserError
 
 @pytest.mark.parametrize("setting, value, message", [
     ("model", "vgg16", "unknown --model=vgg16: use one of simple_cnn, wide_cnn, fast_cnn, "
-     "resnet20, resnet32, resnet44, resnet56, resnet110"),
-    ("augment", "rotate", "unknown --augment=rotate: use one of none, flip, flip_crop"),
+     "resnet20, resnet32, resnet44, resnet56, resnet110, airbench, airbench_128, airbench_64"),
+    ("augment", "rotate", "unknown --augment=rotate: use one of none, flip, flip_crop, "
+     "alternating_flip, alternating_flip_translate"),
+    ("tta", "True", "unknown --tta=True: use one of none, flip, flip_translate"),
     ("mix", "blend", "unknown --mix=blend: use one of none, mixup, cutmix"),
     ("mix_alpha", 0.0, "--mix_alpha must be > 0 and finite"),
     ("mix_alpha", float("inf"), "--mix_alpha must be > 0 and finite"),
@@ -53,3 +55,10 @@ def test_only_settings_that_change_what_is_computed_count_as_changes():
     now = Config(epochs=3, model="wide_cnn", data_dir="/b", log_every_n_steps=7)
     assert now.changes_from(saved) == ["--epochs (was 2, now 3)"]
     assert now.changes_from(saved, ["model", "data_dir"]) == ["--data_dir (was /a, now /b)"]
+
+
+@pytest.mark.parametrize("old, now", [("True", "flip"), ("False", "none")])
+def test_a_run_saved_when_tta_was_on_or_off_resumes_with_its_views(old, now):
+    saved = parse_saved_flags(f"--tta={old}\n", "flags.txt")
+    assert saved["tta"] == now
+    assert Config(tta=now).changes_from(saved) == []

@@ -69,7 +69,7 @@ def test_evaluation_counts_each_example_once_on_two_replicas(rows):
 
 def test_test_time_augmentation_averages_each_image_with_its_mirror():
     split = tiny_split(37, seed=5)
-    learner = fresh_learner(two_replicas(), tta=True)
+    learner = fresh_learner(two_replicas(), tta="flip")
     results = learner.evaluate(split).means()
     probabilities = (learner.classifier(split.images).numpy()
                      + learner.classifier(split.images[:, :, ::-1]).numpy()) / 2
@@ -79,6 +79,25 @@ def test_test_time_augmentation_averages_each_image_with_its_mirror():
     assert results["accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == split.labels))
     without = fresh_learner(two_replicas()).evaluate(split).means()  # The same weights.
     assert without["loss"] != pytest.approx(results["loss"], rel=1e-5)
+
+
+def test_translated_views_are_weighted_as_airbench94_weights_them():
+    """Its 6 views: the images and their mirrors (a quarter each), the same
+    shifted 1 pixel down-right, and up-left, borders reflected (an eighth each)."""
+    split = tiny_split(21, seed=6)
+    learner = fresh_learner(two_replicas(), tta="flip_translate")
+    kernel = learner.model.layers[-1].kernel  # Made large: confident, view-dependent predictions.
+    kernel.assign(kernel * 100)
+    results = learner.evaluate(split).means()
+    padded = np.pad(split.images, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    probabilities = 0
+    for weight, images in ((0.5, split.images), (0.25, padded[:, :-2, :-2]),
+                           (0.25, padded[:, 2:, 2:])):
+        for view in (images, images[:, :, ::-1]):
+            probabilities = probabilities + weight / 2 * learner.classifier(view).numpy()
+    assert results["loss"] == pytest.approx(
+        -np.mean(np.log(probabilities[np.arange(21), split.labels])), rel=1e-5)
+    assert results["accuracy"] == pytest.approx(np.mean(probabilities.argmax(1) == split.labels))
 
 
 def trained_weights(tmp_path, name, strategy, **changes):
