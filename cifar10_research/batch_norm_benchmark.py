@@ -10,9 +10,7 @@ less. Only ratios within one run compare.
 """
 
 import os
-import resource
 import statistics
-import time
 
 import keras
 import tensorflow as tf
@@ -60,11 +58,6 @@ def _normalised_after_convolutions(network: keras.Sequential) -> keras.Sequentia
     return keras.Sequential([keras.Input(IMAGE_SHAPE), *layers])
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 class TimedTraining:
     """One variant's network, optimizer and compiled steps, on `split` repeated."""
 
@@ -89,10 +82,8 @@ class TimedTraining:
 
     def images_per_second(self, steps: int) -> tuple[float, float]:
         """(by wall time, by CPU time) of `steps` training steps."""
-        wall, cpu = time.perf_counter(), cpu_seconds()
-        self._train(self.iterator, tf.constant(steps))
-        images = steps * self.batch_size
-        return images / (time.perf_counter() - wall), images / (cpu_seconds() - cpu)
+        return benchmarking.rates(steps * self.batch_size,
+                                  lambda: self._train(self.iterator, tf.constant(steps)))
 
 
 def measure(data_dir: str, network: str, rounds: int, steps: int, batch_size: int) -> dict:

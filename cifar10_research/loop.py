@@ -86,9 +86,10 @@ class TrainingLoop:
                                        config.keep_checkpoints)
         # Where the epoch in progress stands, checkpointed with it: its training
         # sums by metric so far ("sums") and at its last log step ("logged"), and
-        # its seconds so far. A run resumed mid-epoch still reports the whole epoch.
+        # its seconds (wall and CPU) so far. A run resumed mid-epoch still reports
+        # the whole epoch.
         self.epoch_state = {}
-        self.epoch_started = time.perf_counter()
+        self.epoch_started, self.epoch_cpu_started = time.perf_counter(), time.process_time()
         self.val_data = (f"{len(self.validation):,} held-out training images"
                          if config.validation_split else run_folder.TEST_SET)
         self.history = run_folder.empty_history(self.val_data)
@@ -157,17 +158,19 @@ class TrainingLoop:
 
     def _epoch(self, epoch: int) -> None:
         """Trains (the rest of) an epoch, validates, logs and checkpoints it."""
-        resumed_seconds = self.epoch_state.get("seconds", 0.0) if self.step() % (
-            self.steps_per_epoch) else 0.0
-        self.epoch_started = time.perf_counter() - resumed_seconds
+        resumed = self.epoch_state if self.step() % self.steps_per_epoch else {}
+        self.epoch_started = time.perf_counter() - resumed.get("seconds", 0.0)
+        self.epoch_cpu_started = time.process_time() - resumed.get("cpu_seconds", 0.0)
         epoch_progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
                                        self.config.batch_size, enabled=self.chief)
         train = self.train_epoch(epoch_progress)
         validation = self._validate(epoch)
         seconds = time.perf_counter() - self.epoch_started
+        cpu_seconds = time.process_time() - self.epoch_cpu_started
         means = {**train, **{f"val_{name}": mean for name, mean in validation.items()}}
         epoch_values = {key: means.get(key) for key in run_folder.METRIC_KEYS}
-        for key, value in {**epoch_values, run_folder.SECONDS: seconds}.items():
+        for key, value in {**epoch_values, run_folder.SECONDS: seconds,
+                           run_folder.CPU_SECONDS: cpu_seconds}.items():
             self.history[key].append(value)
         self.summaries.epoch(epoch, self.step(), train, validation,
                              run_folder.best_epoch(self.history)[1], seconds)
@@ -266,10 +269,11 @@ class TrainingLoop:
 
     def _save(self, sums: metrics.Sums, logged: metrics.Sums) -> str:
         """Checkpoints the weights, the step, and the epoch's sums (now and at the
-        last log step) and seconds so far."""
+        last log step) and seconds (wall and CPU) so far."""
         self._check_weights()
         return self.checkpoints.save(self.step(), {
-            "sums": sums, "logged": logged, "seconds": time.perf_counter() - self.epoch_started})
+            "sums": sums, "logged": logged, "seconds": time.perf_counter() - self.epoch_started,
+            "cpu_seconds": time.process_time() - self.epoch_cpu_started})
 
     def _stop(self, stops: dict) -> None:
         """Ends the run after the checkpoint just saved (see resume.stopped)."""

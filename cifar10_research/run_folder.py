@@ -34,12 +34,15 @@ TRAIN_LOGS = "train"
 VALIDATION_LOGS = "validation"
 RAW_VALIDATION_LOGS = "validation_raw"  # Under --ema_decay: the raw weights' validation.
 SECONDS = "seconds"
+CPU_SECONDS = "cpu_seconds"
 # history.json's lists, one value per epoch: each training metric by its name, each
 # validation metric as val_<name> (None where a metric was not measured: one added
-# to the code since the run began), and the epoch's seconds.
+# to the code since the run began), the epoch's seconds, and the CPU seconds this
+# process spent in it (user and system, all its threads: on a shared machine, a
+# steadier measure of the work than the wall clock's).
 METRIC_KEYS = (*(metric.name for metric in metrics.TRAINING),
                *(f"val_{metric.name}" for metric in metrics.EVALUATION))
-HISTORY_KEYS = (*METRIC_KEYS, SECONDS)
+HISTORY_KEYS = (*METRIC_KEYS, SECONDS, CPU_SECONDS)
 # history.json's "val_data": what val_loss and val_accuracy were measured on.
 TEST_SET = "the test set"
 

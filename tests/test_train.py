@@ -70,7 +70,8 @@ def test_the_history_has_one_entry_per_epoch_as_the_run_returned(finished_run):
     assert all(len(history[key]) == config.epochs for key in run_folder.HISTORY_KEYS)
     assert history["val_data"] == run_folder.TEST_SET
     assert all(0 <= value <= 1 for key in ("accuracy", "val_accuracy") for value in history[key])
-    assert all(value > 0 for key in ("loss", "val_loss", "seconds") for value in history[key])
+    assert all(value > 0 for key in ("loss", "val_loss", "seconds", "cpu_seconds")
+               for value in history[key])
 
 
 def test_results_json_holds_the_returned_results_of_the_final_weights(
