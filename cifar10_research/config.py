@@ -84,6 +84,11 @@ class Config:
     momentum: float = setting(0.9, "With --optimizer=sgd: its momentum.", COMPUTES,
                               rule=Rule(lambda value: 0 <= value < 1, "must be in [0, 1)"))
     nesterov: bool = setting(False, "With --optimizer=sgd: Nesterov's momentum.", COMPUTES)
+    norm_bias_lr_scale: float = setting(
+        1.0, "With --optimizer=sgd: batch-norm offsets (beta) learn this many times faster "
+        "than the other weights (their gradients are scaled, which under SGD is the same as "
+        "their learning rate); airbench94 uses 64.", COMPUTES,
+        rule=Rule(lambda value: 0 < value < math.inf, "must be > 0 and finite"))
     ema_decay: float = setting(
         0.0, "Keep an exponential moving average of the weights with this decay (e.g. 0.999; "
         "0: off), as TensorFlow's ExponentialMovingAverage does with its step count "
@@ -243,6 +248,9 @@ class Config:
 CROSS_CHECKS = (
     (("warmup_epochs", "epochs"), lambda values: values["warmup_epochs"] <= values["epochs"],
      "--warmup_epochs cannot exceed --epochs"),
+    (("norm_bias_lr_scale", "optimizer"),
+     lambda values: values["norm_bias_lr_scale"] == 1 or values["optimizer"] == "sgd",
+     "--norm_bias_lr_scale needs --optimizer=sgd: Adam's steps do not grow with the gradients"),
     (("mode", "run_name"), lambda values: values["mode"] != "eval" or bool(values["run_name"]),
      "--mode=eval needs --run_name: the run folder to evaluate"),
     (("mode", "checkpoint"),

@@ -55,6 +55,7 @@ class Learner:
         self.strategy = strategy
         self.global_batch_size = config.batch_size
         self.label_smoothing = config.label_smoothing
+        self.norm_bias_lr_scale = config.norm_bias_lr_scale
         self.tta = config.tta
         self.l2_penalty = functools.partial(
             optimizers.l2_penalty, config.optimizer, config.weight_decay,
@@ -142,7 +143,8 @@ class Learner:
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)  # apply_gradients unscales.
         variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
+        gradients = optimizers.rescaled(tape.gradient(loss, variables), variables,
+                                        self.norm_bias_lr_scale)
         self._note_nonfinite(per_example_loss, gradients)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.train_totals.update(labels, logits, per_example_loss)

@@ -8,6 +8,7 @@ import tensorflow as tf
 import data
 from cifar10_research import optimizers, schedules
 from cifar10_research.config import Config
+from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
 from tests.conftest import one_device, tiny_split, two_replicas
 
@@ -82,3 +83,25 @@ def test_sgd_with_nesterov_and_its_penalty_trains_alike_on_one_and_two_replicas(
         runs.append(learner.model.get_weights())
     for single, mirrored in zip(*runs):
         np.testing.assert_allclose(mirrored, single, atol=1e-5)
+
+
+def test_norm_bias_lr_scale_moves_batch_norm_offsets_that_many_times_as_far():
+    """One plain SGD step from the same weights: the offsets' steps 64x as long,
+    every other weight's the same."""
+    split = tiny_split(16, seed=4)
+    plain = sgd_learner(one_device(), 0.0, model="airbench_64")
+    scaled = sgd_learner(one_device(), 0.0, model="airbench_64", norm_bias_lr_scale=64.0)
+    before = [variable.numpy() for variable in scaled.model.trainable_variables]
+    offsets = 0
+    for old, unscaled, variable in zip(before, one_step(plain, split), one_step(scaled, split)):
+        factor = 64.0 if variable.name == "beta" else 1.0
+        offsets += variable.name == "beta"
+        np.testing.assert_allclose(variable.numpy() - old, factor * (unscaled.numpy() - old),
+                                   rtol=1e-3, atol=1e-6, err_msg=variable.path)
+    assert offsets == 6
+
+
+def test_norm_bias_lr_scale_is_refused_with_adam():
+    with pytest.raises(UserError, match="^--norm_bias_lr_scale needs --optimizer=sgd: Adam's "
+                                        "steps do not grow with the gradients$"):
+        Config(norm_bias_lr_scale=64.0)
