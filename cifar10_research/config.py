@@ -89,6 +89,10 @@ class Config:
         "than the other weights (their gradients are scaled, which under SGD is the same as "
         "their learning rate); airbench94 uses 64.", COMPUTES,
         rule=Rule(lambda value: 0 < value < math.inf, "must be > 0 and finite"))
+    whitening_bias_epochs: int = setting(
+        0, "With a network that whitens its input (airbench's): train the whitening layer's "
+        "bias in the first this many epochs only, then keep it (airbench94: 3; 0: train it "
+        "in every epoch).", COMPUTES, rule=at_least(0))
     ema_decay: float = setting(
         0.0, "Keep an exponential moving average of the weights with this decay (e.g. 0.999; "
         "0: off), as TensorFlow's ExponentialMovingAverage does with its step count "

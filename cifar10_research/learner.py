@@ -18,6 +18,7 @@ import model as model_lib
 from cifar10_research import averaging, metrics, optimizers, precision, schedules
 from cifar10_research.config import Config
 from cifar10_research.dataset import DATASETS, Split
+from cifar10_research.whitening import PatchWhitening
 
 HISTOGRAM_BATCH = 256  # Training images the epoch's gradient histograms are taken on.
 ADAPT_IMAGES = 5000  # Training images the layers fitted to the data see (airbench's number).
@@ -90,6 +91,10 @@ class Learner:
                 -1, dtype=tf.int64, trainable=False,
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        # Trained in the first --whitening_bias_epochs only (in all when 0), then kept.
+        self.held_biases = [layer.bias for layer in self.model._flatten_layers()
+                            if isinstance(layer, PatchWhitening) and config.whitening_bias_epochs]
+        self.held_from_step = config.whitening_bias_epochs * steps_per_epoch
 
     def checkpointed(self) -> dict:
         """What a checkpoint must hold to continue training exactly."""
@@ -163,10 +168,19 @@ class Learner:
     def train_steps(self, iterator, num_steps: tf.Tensor) -> None:
         """Runs `num_steps` steps in one call, to cut Python overhead per step."""
         for _ in tf.range(num_steps):
+            before = [tf.identity(bias) for bias in self.held_biases]
             self.strategy.run(self._replica_step, args=next(iterator))
+            self._hold(before)
             if self.average:
                 self.average.update(self.step + 1)
             self.step.assign_add(1)
+
+    def _hold(self, before: list) -> None:
+        """From step `held_from_step` on, puts the held biases back to their values
+        `before` the step (the optimizer's momentum for them is left to fade)."""
+        keep = self.step >= self.held_from_step
+        for bias, value in zip(self.held_biases, before):
+            bias.assign(tf.where(keep, value, bias))
 
     def _eval_step(self, images, labels):
         views = data.TEST_VIEWS[self.tta](self.preprocess(images))

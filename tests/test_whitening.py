@@ -5,6 +5,8 @@ import os
 
 import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
 import data
 import model
@@ -12,7 +14,7 @@ from cifar10_research import dataset, run_folder
 from cifar10_research.config import Config
 from cifar10_research.learner import ADAPT_IMAGES, Learner
 from cifar10_research.whitening import PatchWhitening
-from tests.conftest import one_device, tiny_cifar, tiny_split, train_tiny
+from tests.conftest import one_device, tiny_cifar, tiny_split, train_tiny, two_replicas
 
 
 def fitted(images: np.ndarray) -> PatchWhitening:
@@ -81,3 +83,24 @@ def test_a_weight_average_starts_from_the_fitted_weights():
     fitted_kernel = learner.model.layers[0].kernel.numpy()
     with learner.averaged():
         np.testing.assert_array_equal(learner.model.layers[0].kernel.numpy(), fitted_kernel)
+
+
+@pytest.mark.parametrize("strategy", [one_device, two_replicas])
+def test_its_bias_trains_in_the_first_epochs_only_when_asked(strategy):
+    """--whitening_bias_epochs=1 with 2 steps an epoch: steps 1 and 2 move the
+    bias, steps 3 and 4 leave it; the rest trains on."""
+    config = Config(model="airbench_64", batch_size=16, optimizer="sgd", learning_rate=0.1,
+                    whitening_bias_epochs=1)
+    learner = Learner(strategy(), config, steps_per_epoch=2)
+    learner.adapt(tiny_split(64))
+    iterator = iter(learner.distribute_dataset(
+        data.train_dataset(tiny_split(64, seed=3), 16, seed=0, epoch=1)))
+    whitening, last = learner.model.layers[0], learner.model.layers[-2]
+    biases, kernels = [whitening.bias.numpy()], [last.kernel.numpy()]
+    for _ in range(4):
+        learner.train_steps(iterator, tf.constant(1))
+        biases.append(whitening.bias.numpy())
+        kernels.append(last.kernel.numpy())
+    moved = [not np.array_equal(after, before) for before, after in zip(biases, biases[1:])]
+    assert moved == [True, True, False, False]
+    assert all(not np.array_equal(after, before) for before, after in zip(kernels, kernels[1:]))
