@@ -140,11 +140,11 @@ def test_each_replica_keeps_its_own_batch_statistics_as_in_keras():
         np.testing.assert_array_equal(mine.numpy(), first)
 
 
-def wide_cnn_run(strategy, replicas: int, steps: int = 4):
-    """The losses of `steps` training steps of wide_cnn on 8 images each,
+def network_run(network: str, strategy, replicas: int, steps: int = 4):
+    """The losses of `steps` training steps of `network` on 8 images each,
     copied onto each of `replicas` replicas, and the weights after them."""
     keras.utils.set_random_seed(0)
-    learner = Learner(strategy, Config(model="wide_cnn", batch_size=8 * replicas,
+    learner = Learner(strategy, Config(model=network, batch_size=8 * replicas,
                                        learning_rate=1e-3), steps_per_epoch=steps)
     split = tiny_split(8 * steps)
     batches = data.train_dataset(split, 8, seed=0, epoch=1).map(
@@ -160,11 +160,12 @@ def wide_cnn_run(strategy, replicas: int, steps: int = 4):
     return losses, learner.model
 
 
-def test_two_replicas_train_wide_cnn_like_one_device():
+@pytest.mark.parametrize("network", ["wide_cnn", "airbench_64"])
+def test_two_replicas_train_a_network_with_batch_norm_like_one_device(network):
     """Each replica gets the one device's batch: its batch statistics, hence
     every step, must be the one device's."""
-    single_losses, single = wide_cnn_run(one_device(), 1)
-    mirrored_losses, mirrored = wide_cnn_run(two_replicas(), 2)
+    single_losses, single = network_run(network, one_device(), 1)
+    mirrored_losses, mirrored = network_run(network, two_replicas(), 2)
     np.testing.assert_allclose(mirrored_losses, single_losses, rtol=1e-5)
     assert single_losses[-1] < single_losses[0]
     assert len(mirrored.weights) == len(single.weights) > 0
