@@ -40,9 +40,9 @@ def test_plot_run_names_a_folder_without_history(tmp_path):
         f"the folder of a run that finished at least one epoch"]
 
 
-def test_benchmark_reports_every_figure_as_json():
-    result = run_script("benchmark.py", "--steps=10", "--rounds=2", "--steps_per_loop=5,1",
-                        "--json")
+def test_benchmark_reports_every_figure_as_json(tiny_data_dir):
+    result = run_script("benchmark.py", f"--data_dir={tiny_data_dir}", "--batch_size=8",
+                        "--steps=10", "--rounds=2", "--steps_per_loop=5,1", "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert len(figures["fit_images_per_s"]) == len(figures["train_images_per_s"]) == 2
