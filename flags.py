@@ -14,7 +14,8 @@ import sys
 from absl import flags
 
 from cifar10_research import run_folder
-from cifar10_research.config import CROSS_CHECKS, NETWORK_SETTINGS, Config, parse_saved_flags
+from cifar10_research.config import CROSS_CHECKS, NETWORK_SETTINGS, Config
+from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.errors import UserError
 
 FLAGS = flags.FLAGS

@@ -11,7 +11,8 @@ import shlex
 import sys
 
 from cifar10_research import checkpoints, run_folder
-from cifar10_research.config import NETWORK_SETTINGS, Config, parse_saved_flags
+from cifar10_research.config import NETWORK_SETTINGS, Config
+from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.errors import Interrupted, UserError
 from cifar10_research.stopping import EXIT_CODES
 
@@ -45,7 +46,7 @@ def checkpoint_dir(workdir: str) -> str:
 
 
 def saved_settings(workdir: str) -> dict[str, str]:
-    """The run's settings, from its flags.txt (see config.parse_saved_flags)."""
+    """The run's settings, from its flags.txt (see saved_flags.parse_saved_flags)."""
     path = os.path.join(workdir, run_folder.FLAGFILE)
     return parse_saved_flags(run_folder.read_text(path), path)
 

@@ -11,7 +11,8 @@ import tensorflow as tf
 
 import model
 from cifar10_research import dataset, evaluation, loop, plots, predictor, run_folder
-from cifar10_research.config import Config, parse_saved_flags
+from cifar10_research.config import Config
+from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.dataset import CLASS_NAMES
 from cifar10_research.errors import UserError
 from tests import fake_cifar

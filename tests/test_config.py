@@ -2,7 +2,8 @@
 
 import pytest
 
-from cifar10_research.config import Config, parse_saved_flags
+from cifar10_research.config import Config
+from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.errors import UserError
 
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from cifar10_research import checkpoints, loop, run_folder
-from cifar10_research.config import Config, parse_flagfile
+from cifar10_research.config import Config
+from cifar10_research.saved_flags import parse_flagfile
 from tests import fake_cifar
 from tests.conftest import ROOT, one_device
 
