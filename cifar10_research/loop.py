@@ -20,7 +20,7 @@ from cifar10_research.checkpoints import Checkpoints, repair_checkpoint_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
-from cifar10_research.progress import EpochProgress
+from cifar10_research.progress import EpochClock, EpochProgress
 from cifar10_research.summaries import Summaries, forget_logs_after
 
 
@@ -88,8 +88,7 @@ class TrainingLoop:
         # sums by metric so far ("sums") and at its last log step ("logged"), and
         # its seconds (wall and CPU) so far. A run resumed mid-epoch still reports
         # the whole epoch.
-        self.epoch_state = {}
-        self.epoch_started, self.epoch_cpu_started = time.perf_counter(), time.process_time()
+        self.epoch_state, self.clock = {}, EpochClock()
         self.val_data = (f"{len(self.validation):,} held-out training images"
                          if config.validation_split else run_folder.TEST_SET)
         self.history = run_folder.empty_history(self.val_data)
@@ -159,27 +158,24 @@ class TrainingLoop:
     def _epoch(self, epoch: int) -> None:
         """Trains (the rest of) an epoch, validates, logs and checkpoints it."""
         resumed = self.epoch_state if self.step() % self.steps_per_epoch else {}
-        self.epoch_started = time.perf_counter() - resumed.get("seconds", 0.0)
-        self.epoch_cpu_started = time.process_time() - resumed.get("cpu_seconds", 0.0)
+        self.clock = EpochClock(resumed)
         epoch_progress = EpochProgress(epoch, self.config.epochs, self.steps_per_epoch,
                                        self.config.batch_size, enabled=self.chief)
         train = self.train_epoch(epoch_progress)
         validation = self._validate(epoch)
-        seconds = time.perf_counter() - self.epoch_started
-        cpu_seconds = time.process_time() - self.epoch_cpu_started
+        times = self.clock.seconds()
         means = {**train, **{f"val_{name}": mean for name, mean in validation.items()}}
         epoch_values = {key: means.get(key) for key in run_folder.METRIC_KEYS}
-        for key, value in {**epoch_values, run_folder.SECONDS: seconds,
-                           run_folder.CPU_SECONDS: cpu_seconds}.items():
+        for key, value in {**epoch_values, **times}.items():
             self.history[key].append(value)
         self.summaries.epoch(epoch, self.step(), train, validation,
-                             run_folder.best_epoch(self.history)[1], seconds)
+                             run_folder.best_epoch(self.history)[1], times[run_folder.SECONDS])
         self.summaries.flush()
         # History first: after a crash in between, resuming redoes this epoch
         # and truncates the history to the checkpoint's epochs.
         run_folder.write_history(self.write_dir, self.history)
         self._save(metrics.Sums(), metrics.Sums())
-        epoch_progress.finish(epoch_values, seconds)
+        epoch_progress.finish(epoch_values, times[run_folder.SECONDS])
 
     def _validate(self, epoch: int) -> dict:
         """The validation means of the weights a run evaluates and exports (their
@@ -271,9 +267,8 @@ class TrainingLoop:
         """Checkpoints the weights, the step, and the epoch's sums (now and at the
         last log step) and seconds (wall and CPU) so far."""
         self._check_weights()
-        return self.checkpoints.save(self.step(), {
-            "sums": sums, "logged": logged, "seconds": time.perf_counter() - self.epoch_started,
-            "cpu_seconds": time.process_time() - self.epoch_cpu_started})
+        return self.checkpoints.save(self.step(),
+                                     {"sums": sums, "logged": logged, **self.clock.seconds()})
 
     def _stop(self, stops: dict) -> None:
         """Ends the run after the checkpoint just saved (see resume.stopped)."""
@@ -299,7 +294,6 @@ class TrainingLoop:
     def _report(self, results: dict) -> dict:
         """Prints the results, the test set's last, and returns them with the history."""
         if self.chief:
-            progress.print_results(results)
-            print(f"Run folder: {self.workdir}")
+            progress.print_results(results, self.workdir)
         print(f"Weights fingerprint: {results['weights_fingerprint']}")
         return {"history": self.history, **results}

@@ -1,10 +1,11 @@
 """What a run prints: the live progress line of an epoch, the summary line after it,
-and the test results."""
+and the test results; and the clock of the seconds an epoch reports."""
 
 import sys
 import time
 
 from cifar10_research import metrics
+from cifar10_research.run_folder import CPU_SECONDS, SECONDS
 
 
 class EpochProgress:
@@ -56,6 +57,21 @@ class EpochProgress:
         self._stream.flush()
 
 
+class EpochClock:
+    """An epoch's wall and CPU seconds, counting those before a resume (`carried`:
+    the checkpointed `seconds()`)."""
+
+    def __init__(self, carried: dict | None = None):
+        carried = carried or {}
+        self._wall = time.perf_counter() - carried.get(SECONDS, 0.0)
+        self._cpu = time.process_time() - carried.get(CPU_SECONDS, 0.0)
+
+    def seconds(self) -> dict:
+        """{"seconds": wall seconds, "cpu_seconds": CPU seconds}, the history's keys."""
+        return {SECONDS: time.perf_counter() - self._wall,
+                CPU_SECONDS: time.process_time() - self._cpu}
+
+
 def _fields(means: dict) -> str:
     """`loss 0.1234 - accuracy 0.5678`; `-` for a value not measured."""
     return " - ".join(f"{name} {'-' if value is None else f'{value:.4f}'}"
@@ -73,12 +89,13 @@ def print_validation_plan(val_data: str, validation_split: float) -> None:
               "--validation_split=0.1.")
 
 
-def print_results(results: dict) -> None:
-    """A finished run's validation results, then its test results."""
+def print_results(results: dict, workdir: str) -> None:
+    """A finished run's validation results, its test results, and its folder."""
     print(f"Validation accuracy: {results['val_accuracy']:.4f} (last epoch; best "
           f"{results['best_val_accuracy']:.4f}, epoch {results['best_epoch']}) on "
           f"{results['val_data']}")
     print_test_results(results)
+    print(f"Run folder: {workdir}")
 
 
 def print_test_results(results: dict) -> None:
