@@ -1,4 +1,6 @@
-"""An exponential moving average of a model's weights (--ema_decay).
+"""Moving averages of a model's weights: an exponential moving average that is
+evaluated (--ema_decay), and airbench's Lookahead, which training continues
+from (--lookahead_every).
 
 After each training step the average moves towards the weights: average =
 d * average + (1 - d) * weights, with d = min(decay, (1 + step) / (10 + step))
@@ -18,12 +20,20 @@ import contextlib
 import keras
 import tensorflow as tf
 
+LOOKAHEAD_BASE = 0.95  # airbench94's decay base, per step, and the power of the run's
+LOOKAHEAD_POWER = 3.0  # fraction done that scales it.
+
+
+def averaged_weights(model: keras.Model) -> list:
+    """The weights an average follows: every float one, batch-norm statistics too."""
+    return [weight for weight in model.weights
+            if "float" in str(weight.dtype) and "seed_generator" not in weight.path]
+
 
 class WeightAverage:
     def __init__(self, model: keras.Model, decay: float):
         """Call in `strategy.scope()`, after the model is built."""
-        self._weights = [weight for weight in model.weights
-                         if "float" in str(weight.dtype) and "seed_generator" not in weight.path]
+        self._weights = averaged_weights(model)
         self._decay = decay
         self.averages = [tf.Variable(tf.convert_to_tensor(weight), trainable=False,
                                      name=f"average_{index}")
@@ -54,3 +64,43 @@ class WeightAverage:
     def _assign(self, values) -> None:
         for weight, value in zip(self._weights, values):
             weight.assign(value)
+
+
+class Lookahead:
+    """airbench94's Lookahead: after every `every`-th step past `start_step`,
+    the slow weights move towards the weights, slow += (1 - rho) * (weights -
+    slow), and the weights become the slow ones; rho = 0.95^every * (step /
+    total_steps)^3 grows over the run, so the weights move fast early and are
+    averaged strongly late. The first time, the slow weights are the weights.
+    At each epoch's end the weights become the slow ones again. Checkpointed
+    (`state`), so a resumed run goes on exactly.
+    """
+
+    def __init__(self, model: keras.Model, every: int, start_step: int, total_steps: int,
+                 steps_per_epoch: int):
+        """Call in `strategy.scope()`, after the model is built."""
+        self._weights = averaged_weights(model)
+        self._every, self._start, self._total = every, start_step, total_steps
+        self._steps_per_epoch = steps_per_epoch
+        self.slow = [tf.Variable(tf.convert_to_tensor(weight), trainable=False,
+                                 name=f"slow_{index}")
+                     for index, weight in enumerate(self._weights)]
+        self.started = tf.Variable(False, trainable=False)
+
+    @property
+    def state(self) -> list:
+        return [*self.slow, self.started]
+
+    def update(self, step: tf.Tensor) -> None:
+        """After training step `step` (from 1), in cross-replica context."""
+        due = (step > self._start) & (step % self._every == 0)
+        first = due & tf.logical_not(self.started)
+        copied = due | (self.started & (step % self._steps_per_epoch == 0))
+        fraction = tf.cast(step, tf.float32) / self._total
+        rho = LOOKAHEAD_BASE ** self._every * fraction ** LOOKAHEAD_POWER
+        for slow, weight in zip(self.slow, self._weights):
+            value = tf.cast(weight, slow.dtype)
+            slow.assign(tf.where(first, value,
+                                 tf.where(due, slow + (1 - rho) * (value - slow), slow)))
+            weight.assign(tf.where(copied, tf.cast(slow, weight.dtype), weight))
+        self.started.assign(self.started | due)

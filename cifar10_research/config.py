@@ -93,6 +93,14 @@ class Config:
         0, "With a network that whitens its input (airbench's): train the whitening layer's "
         "bias in the first this many epochs only, then keep it (airbench94: 3; 0: train it "
         "in every epoch).", COMPUTES, rule=at_least(0))
+    lookahead_every: int = setting(
+        0, "airbench94's Lookahead (0: off): after every this many steps (airbench: 5), "
+        "from --lookahead_after_epochs on, slow weights move towards the weights by a share "
+        "that shrinks over the run (0.95^k x (step / steps)^3 is kept) and training goes on "
+        "from them; at each epoch's end too.", COMPUTES, rule=at_least(0))
+    lookahead_after_epochs: int = setting(
+        0, "With --lookahead_every: the epochs trained before it begins (airbench94: 3).",
+        COMPUTES, rule=at_least(0))
     ema_decay: float = setting(
         0.0, "Keep an exponential moving average of the weights with this decay (e.g. 0.999; "
         "0: off), as TensorFlow's ExponentialMovingAverage does with its step count "

@@ -84,6 +84,10 @@ class Learner:
             self.optimizer.build(self.model.trainable_variables)
             self.average = (averaging.WeightAverage(self.model, config.ema_decay)
                             if config.ema_decay else None)
+            self.lookahead = (averaging.Lookahead(
+                self.model, config.lookahead_every, config.lookahead_after_epochs * steps_per_epoch,
+                config.epochs * steps_per_epoch, steps_per_epoch)
+                if config.lookahead_every else None)
             self.train_totals = metrics.Totals(metrics.TRAINING)
             self.eval_totals = metrics.Totals(metrics.EVALUATION)
             self.confusion = metrics.ConfusionMatrix(self.num_classes)
@@ -103,7 +107,8 @@ class Learner:
         dropout_seeds = [v for v in self.model.variables if "seed_generator" in v.path]
         return {"model": self.model, "optimizer": self.optimizer, "step": self.step,
                 "dropout_seeds": dropout_seeds,
-                **({"weight_average": self.average.averages} if self.average else {})}
+                **({"weight_average": self.average.averages} if self.average else {}),
+                **({"lookahead": self.lookahead.state} if self.lookahead else {})}
 
     def averaged(self):
         """Within the block, the model holds the weights that are evaluated and
@@ -171,6 +176,8 @@ class Learner:
             before = [tf.identity(bias) for bias in self.held_biases]
             self.strategy.run(self._replica_step, args=next(iterator))
             self._hold(before)
+            if self.lookahead:
+                self.lookahead.update(self.step + 1)
             if self.average:
                 self.average.update(self.step + 1)
             self.step.assign_add(1)

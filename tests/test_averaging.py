@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import data
-from cifar10_research import evaluation, run_folder
+from cifar10_research import averaging, evaluation, run_folder
 from cifar10_research.config import Config
 from cifar10_research.learner import Learner
 from tests import events
@@ -100,3 +100,55 @@ def test_eval_mode_evaluates_the_average(averaged_run):
         Config(batch_size=16, mode="eval", run_name="run"), str(workdir),
         strategy=one_device(), cifar=tiny_cifar())
     assert raw["test_loss"] != pytest.approx(results["test_loss"], rel=1e-6)
+
+
+def airbench_lookahead(weights: list, every: int, after_epochs: int, total: int,
+                       epoch_steps: int):
+    """airbench94's LookaheadState, step by step, on `weights[t]`: the weights
+    training reached after step t + 1 from those Lookahead left after step t.
+    Returns the weights Lookahead leaves after each step."""
+    slow, left = None, []
+    for step, weight in enumerate(weights, 1):
+        epoch = (step - 1) // epoch_steps  # airbench counts epochs from 0.
+        if epoch >= after_epochs and step % every == 0:
+            if slow is None:
+                slow = weight.copy()
+            else:
+                rho = 0.95 ** every * (step / total) ** 3
+                slow = slow + (1 - rho) * (weight - slow)
+                weight = slow.copy()
+        elif slow is not None and step % epoch_steps == 0:
+            weight = slow.copy()
+        left.append(weight)
+    return left
+
+
+def test_lookahead_moves_and_copies_back_as_airbench94s():
+    network = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    lookahead = averaging.Lookahead(network, every=2, start_step=5, total_steps=12,
+                                    steps_per_epoch=5)  # After 1 epoch.
+    rng = np.random.default_rng(0)
+    trained, left = [], []
+    for step in range(1, 13):
+        kernel = network.layers[0].kernel
+        kernel.assign(kernel.numpy() + rng.standard_normal(kernel.shape).astype(np.float32))
+        trained.append(kernel.numpy())
+        lookahead.update(tf.constant(step, tf.int64))
+        left.append(kernel.numpy())
+    expected = airbench_lookahead(trained, every=2, after_epochs=1, total=12, epoch_steps=5)
+    for step, (ours, theirs) in enumerate(zip(left, expected), 1):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
+    assert not np.allclose(left[-1], trained[-1])  # It changed the weights.
+
+
+def test_lookahead_is_the_same_on_one_and_two_replicas():
+    weights = []
+    for strategy in (one_device(), two_replicas()):
+        keras.utils.set_random_seed(0)
+        learner = Learner(strategy, Config(batch_size=16, learning_rate=0.05, optimizer="sgd",
+                                           lookahead_every=2), steps_per_epoch=4)
+        batches = data.train_dataset(tiny_split(64, seed=2), 16, seed=0, epoch=1)
+        learner.train_steps(iter(learner.distribute_dataset(batches)), tf.constant(4))
+        weights.append(learner.model.get_weights())
+    for single, mirrored in zip(*weights):
+        np.testing.assert_allclose(mirrored, single, rtol=1e-4, atol=1e-5)

@@ -34,11 +34,13 @@ def command(name, *extra):
     flipped in alternate epochs, shifted and cut-mixed, so every resume must draw
     them as the run did (the flips from the images' ids and the epoch). It
     keeps a moving average of the weights, which it reports (the fingerprints are of
-    it), so the resumes prove the average checkpointed exactly too."""
+    it), and Lookahead's slow weights in epoch 2, so the resumes prove both
+    checkpointed exactly too."""
     return [sys.executable, os.path.join(ROOT, "train.py"), "--deterministic", "--epochs=2",
             "--batch_size=8", "--data_dir=data", "--model_dir=runs", f"--run_name={name}",
             "--checkpoint_every_n_steps=25", "--log_every_n_steps=20", "--ema_decay=0.99",
-            "--augment=alternating_flip_translate", "--mix=cutmix", *extra]
+            "--augment=alternating_flip_translate", "--mix=cutmix", "--lookahead_every=5",
+            "--lookahead_after_epochs=1", *extra]
 
 
 def finish(root, name, *extra):
