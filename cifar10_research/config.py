@@ -68,7 +68,9 @@ class Config:
     lr_schedule: str = setting(
         "constant", "How the learning rate changes over the run, after --warmup_epochs: "
         "constant; cosine (decays to 0); linear (decays to 0; with a warmup, the one-cycle "
-        "shape); step (x0.1 at 50% and 75% of the steps).",
+        "shape); step (x0.1 at 50% and 75% of the steps); triangular (airbench94's: the "
+        "warmup starts at 0.2 of the rate, the decay ends at 0.07 of it; with --warmup_epochs "
+        "23% of --epochs, its triangle).",
         COMPUTES, choices=schedules.SCHEDULES)
     warmup_epochs: float = setting(0.0, "Epochs over which the learning rate rises linearly "
                                    "from 0 (fractions too, e.g. 0.5).", COMPUTES,

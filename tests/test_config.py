@@ -17,7 +17,7 @@ from cifar10_research.errors import UserError
     ("mix_alpha", 0.0, "--mix_alpha must be > 0 and finite"),
     ("mix_alpha", float("inf"), "--mix_alpha must be > 0 and finite"),
     ("lr_schedule", "exp", "unknown --lr_schedule=exp: use one of constant, cosine, linear, "
-                           "step"),
+                           "step, triangular"),
     ("strategy", "tpu", "unknown --strategy=tpu: use one of auto, one_device, mirrored, "
                         "multi_worker"),
     ("mixed_precision", "int8", "unknown --mixed_precision=int8: use one of none, float16, "
