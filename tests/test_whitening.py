@@ -44,6 +44,20 @@ def test_airbench_trains_what_airbench94_trains():
                for weight in model.MODELS["airbench"]().trainable_weights) == 1_971_352
 
 
+def test_its_batch_norms_move_40_percent_towards_each_batch_as_airbench94s():
+    """airbench94's BatchNorm(momentum=0.6) passes PyTorch 1 - 0.6: running =
+    0.6 * running + 0.4 * batch."""
+    norms = [layer for layer in model.MODELS["airbench_64"]().layers
+             if "moving_mean" in {weight.name for weight in layer.weights}]
+    assert len(norms) == 6
+    for norm in norms:
+        inputs = np.random.default_rng(2).normal(3.0, 1.0, (4, 4, 4, norm.moving_mean.shape[0]))
+        norm(inputs.astype(np.float32), training=True)
+        np.testing.assert_allclose(norm.moving_mean.numpy(), 0.4 * inputs.mean(axis=(0, 1, 2)),
+                                   rtol=1e-5)
+        assert [weight.name for weight in norm.trainable_weights] == ["beta"]  # No scale.
+
+
 def test_its_convolutions_start_by_passing_their_inputs_through():
     convolutions = [layer for layer in model.MODELS["airbench"]().layers
                     if isinstance(layer, keras.layers.Conv2D)]
