@@ -92,15 +92,22 @@ class Lookahead:
         return [*self.slow, self.started]
 
     def update(self, step: tf.Tensor) -> None:
-        """After training step `step` (from 1), in cross-replica context."""
+        """After training step `step` (from 1), in cross-replica context. Only a
+        due step or an epoch's end touches the weights: each replica keeps its
+        own batch-norm statistics in between."""
         due = (step > self._start) & (step % self._every == 0)
         first = due & tf.logical_not(self.started)
         copied = due | (self.started & (step % self._steps_per_epoch == 0))
+        tf.cond(copied, lambda: self._move_and_copy(step, due, first), lambda: None)
+        self.started.assign(self.started | due)
+
+    def _move_and_copy(self, step: tf.Tensor, due: tf.Tensor, first: tf.Tensor) -> None:
+        """On a due step, the slow weights move (the first time: become the
+        weights); then the weights become the slow ones."""
         fraction = tf.cast(step, tf.float32) / self._total
-        rho = LOOKAHEAD_BASE ** self._every * fraction ** LOOKAHEAD_POWER
+        keep = LOOKAHEAD_BASE ** self._every * fraction ** LOOKAHEAD_POWER  # airbench's rho.
         for slow, weight in zip(self.slow, self._weights):
             value = tf.cast(weight, slow.dtype)
             slow.assign(tf.where(first, value,
-                                 tf.where(due, slow + (1 - rho) * (value - slow), slow)))
-            weight.assign(tf.where(copied, tf.cast(slow, weight.dtype), weight))
-        self.started.assign(self.started | due)
+                                 tf.where(due, slow + (1 - keep) * (value - slow), slow)))
+            weight.assign(tf.cast(slow, weight.dtype))

@@ -125,8 +125,9 @@ def airbench_lookahead(weights: list, every: int, after_epochs: int, total: int,
 
 def test_lookahead_moves_and_copies_back_as_airbench94s():
     network = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    lookahead = averaging.Lookahead(network, every=2, start_step=5, total_steps=12,
-                                    steps_per_epoch=5)  # After 1 epoch.
+    # From epoch 2 on, due at steps 6, 9 and 12; epoch ends at 8 and 12 too.
+    lookahead = averaging.Lookahead(network, every=3, start_step=4, total_steps=12,
+                                    steps_per_epoch=4)
     rng = np.random.default_rng(0)
     trained, left = [], []
     for step in range(1, 13):
@@ -135,20 +136,34 @@ def test_lookahead_moves_and_copies_back_as_airbench94s():
         trained.append(kernel.numpy())
         lookahead.update(tf.constant(step, tf.int64))
         left.append(kernel.numpy())
-    expected = airbench_lookahead(trained, every=2, after_epochs=1, total=12, epoch_steps=5)
+    expected = airbench_lookahead(trained, every=3, after_epochs=1, total=12, epoch_steps=4)
     for step, (ours, theirs) in enumerate(zip(left, expected), 1):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
     assert not np.allclose(left[-1], trained[-1])  # It changed the weights.
 
 
+def four_steps(strategy, model="simple_cnn", **settings) -> Learner:
+    """A learner of one 4-step epoch, after its 4 steps of SGD."""
+    keras.utils.set_random_seed(0)
+    learner = Learner(strategy, Config(batch_size=16, learning_rate=0.05, optimizer="sgd",
+                                       epochs=1, model=model, **settings), steps_per_epoch=4)
+    batches = data.train_dataset(tiny_split(64, seed=2), 16, seed=0, epoch=1)
+    learner.train_steps(iter(learner.distribute_dataset(batches)), tf.constant(4))
+    return learner
+
+
 def test_lookahead_is_the_same_on_one_and_two_replicas():
-    weights = []
-    for strategy in (one_device(), two_replicas()):
-        keras.utils.set_random_seed(0)
-        learner = Learner(strategy, Config(batch_size=16, learning_rate=0.05, optimizer="sgd",
-                                           lookahead_every=2), steps_per_epoch=4)
-        batches = data.train_dataset(tiny_split(64, seed=2), 16, seed=0, epoch=1)
-        learner.train_steps(iter(learner.distribute_dataset(batches)), tf.constant(4))
-        weights.append(learner.model.get_weights())
+    """Due at steps 2 (taking the weights) and 4 (keeping rho = 0.9 of them)."""
+    weights = [four_steps(strategy, lookahead_every=2).model.get_weights()
+               for strategy in (one_device(), two_replicas())]
     for single, mirrored in zip(*weights):
         np.testing.assert_allclose(mirrored, single, rtol=1e-4, atol=1e-5)
+    without = four_steps(one_device()).model.get_weights()
+    assert not all(np.allclose(ours, plain) for ours, plain in zip(weights[0], without))
+
+
+def test_lookahead_leaves_each_replicas_batch_statistics_until_it_is_due():
+    learner = four_steps(two_replicas(), model="wide_cnn", lookahead_every=8)  # Not yet due.
+    for statistic in (weight for weight in learner.model.weights if "moving" in weight.path):
+        first, second = (copy.numpy() for copy in statistic.value.values)
+        assert not np.allclose(first, second), statistic.path
