@@ -5,6 +5,9 @@ Tests that start real processes (train.py, scripts, workers, TensorBoard) are
 marked `slow`; `pytest -m "not slow"` leaves them out for a quick loop.
 """
 
+# First, so that TensorFlow loads without its banners (cifar10_research/quiet.py),
+# which each pytest-xdist worker would otherwise print into the test output.
+import cifar10_research  # noqa: F401  # isort: skip
 import contextlib
 import functools
 import http.server
