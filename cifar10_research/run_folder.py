@@ -230,7 +230,7 @@ def _history_problem(history) -> str | None:
         return f"holds {kinds.get(type(history), 'a value')}, not a history written by train.py"
     if SECONDS not in history:
         return f"lacks {SECONDS}"
-    present = [key for key in (SECONDS, *METRIC_KEYS) if key in history]
+    present = [SECONDS, *(key for key in HISTORY_KEYS if key in history and key != SECONDS)]
     if bad := [key for key in present if not _numbers(history[key])]:
         return f'holds an entry "{bad[0]}" that is not a list of numbers'
     if len({len(history[key]) for key in present}) > 1:

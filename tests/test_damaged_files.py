@@ -73,8 +73,11 @@ GOOD_HISTORY = {"loss": [1.5, 1.2], "accuracy": [0.45, 0.58], "val_loss": [1.3, 
      'holds an entry "seconds" that is not a list of numbers'),
     (json.dumps({**GOOD_HISTORY, "val_loss": [1.3]}),
      "holds lists of different lengths (seconds 2, val_loss 1)"),
+    (json.dumps({**GOOD_HISTORY, "cpu_seconds": [31.0]}),
+     "holds lists of different lengths (seconds 2, cpu_seconds 1)"),
     (json.dumps({**GOOD_HISTORY, "val_data": 3}), 'holds an entry "val_data" that is not a text'),
-], ids=["number", "null", "list", "dict", "string", "bool", "lengths", "val_data"])
+], ids=["number", "null", "list", "dict", "string", "bool", "lengths", "cpu_seconds",
+        "val_data"])
 def test_a_damaged_history_is_named_in_one_line(tmp_path, content, problem):
     (tmp_path / run_folder.HISTORY).write_text(content)
     with pytest.raises(UserError) as refused:
