@@ -70,11 +70,11 @@ class Config:
         "constant; cosine (decays to 0); linear (decays to 0; with a warmup, the one-cycle "
         "shape); step (x0.1 at 50% and 75% of the steps); triangular (airbench94's: the "
         "warmup starts at 0.2 of the rate, the decay ends at 0.07 of it; with --warmup_epochs "
-        "23% of --epochs, its triangle).",
+        "23% of --epochs, its triangle, the peak within a step of airbench's).",
         COMPUTES, choices=schedules.SCHEDULES)
     warmup_epochs: float = setting(0.0, "Epochs over which the learning rate rises linearly "
-                                   "from 0 (fractions too, e.g. 0.5).", COMPUTES,
-                                   rule=at_least(0))
+                                   "from 0 (triangular: from 0.2 of it), fractions too, e.g. "
+                                   "0.5.", COMPUTES, rule=at_least(0))
     optimizer: str = setting(
         "adam", "adam (with --weight_decay above 0, decayed as AdamW); adamw; sgd (with "
         "--momentum and --nesterov).", COMPUTES, choices=optimizers.OPTIMIZERS)
@@ -262,6 +262,10 @@ class Config:
 CROSS_CHECKS = (
     (("warmup_epochs", "epochs"), lambda values: values["warmup_epochs"] <= values["epochs"],
      "--warmup_epochs cannot exceed --epochs"),
+    (("lookahead_every", "lookahead_after_epochs", "epochs"),
+     lambda values: not values["lookahead_every"] or values["lookahead_after_epochs"] <
+     values["epochs"], "--lookahead_after_epochs must be below --epochs, or Lookahead never "
+     "begins"),
     (("norm_bias_lr_scale", "optimizer"),
      lambda values: values["norm_bias_lr_scale"] == 1 or values["optimizer"] == "sgd",
      "--norm_bias_lr_scale needs --optimizer=sgd: Adam's steps do not grow with the gradients"),

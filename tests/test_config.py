@@ -3,8 +3,8 @@
 import pytest
 
 from cifar10_research.config import Config
-from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.errors import UserError
+from cifar10_research.saved_flags import parse_saved_flags
 
 
 @pytest.mark.parametrize("setting, value, message", [
@@ -36,6 +36,12 @@ from cifar10_research.errors import UserError
 def test_a_value_its_declaration_refuses_is_one_user_error(setting, value, message):
     with pytest.raises(UserError, match=f"^{message}$"):
         Config(**{setting: value})
+
+
+def test_a_lookahead_that_would_never_begin_is_refused():
+    with pytest.raises(UserError, match="^--lookahead_after_epochs must be below --epochs"):
+        Config(epochs=3, lookahead_every=5, lookahead_after_epochs=3)
+    Config(epochs=3, lookahead_after_epochs=3)  # Lookahead off: nothing to refuse.
 
 
 def test_sixteen_cpu_devices_are_allowed():
