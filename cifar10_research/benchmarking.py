@@ -145,7 +145,8 @@ def measure(data_dir: str, rounds: int, steps: int, batch_size: int,
         "fit_cpu_images_per_s": list(fit_cpu), "train_cpu_images_per_s": list(train_cpu),
         "train_vs_fit_ratios": ratios, "train_vs_fit_cpu_ratios": cpu_ratios,
         "other_steps_per_loop_images_per_s": {
-            k: [wall for wall, _ in rates] for k, rates in loop_rates.items() if k != compared},
+            k: [wall for wall, _ in measured] for k, measured in loop_rates.items()
+            if k != compared},
         "fit_median_images_per_s": statistics.median(fit_wall),
         "train_median_images_per_s": train_median,
         "train_vs_fit_ratio": statistics.median(ratios),
@@ -157,7 +158,8 @@ def measure(data_dir: str, rounds: int, steps: int, batch_size: int,
     }
 
 
-def tutorial_fit(cifar: dataset.Cifar, epochs: int, batch_size: int) -> tuple[float, float]:
+def tutorial_fit(cifar: dataset.Cifar, epochs: int,
+                 batch_size: int) -> tuple[float, float, float]:
     """The Keras tutorial as it is written: model.fit on the whole training set,
     validating on the test set after each epoch. Returns (seconds of the fit
     call, its CPU seconds, final test accuracy)."""
@@ -170,7 +172,7 @@ def tutorial_fit(cifar: dataset.Cifar, epochs: int, batch_size: int) -> tuple[fl
             history.history["val_accuracy"][-1])
 
 
-def recipe_run(recipe: str, data_dir: str, workdir: str) -> tuple[float, float, float]:
+def recipe_run(recipe: str, data_dir: str, workdir: str) -> tuple[float, float, float, float]:
     """`python -m train --flagfile=<recipe>` as a user runs it, in a process of its own.
 
     Returns (seconds of training: the run's epoch times, per-epoch evaluation
