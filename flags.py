@@ -15,8 +15,8 @@ from absl import flags
 
 from cifar10_research import run_folder
 from cifar10_research.config import CROSS_CHECKS, NETWORK_SETTINGS, Config
-from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.errors import UserError
+from cifar10_research.saved_flags import parse_saved_flags
 
 FLAGS = flags.FLAGS
 _DEFINE_BY_TYPE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,

@@ -12,8 +12,8 @@ import sys
 
 from cifar10_research import checkpoints, run_folder
 from cifar10_research.config import NETWORK_SETTINGS, Config
-from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.errors import Interrupted, UserError
+from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.stopping import EXIT_CODES
 
 

@@ -12,9 +12,9 @@ import tensorflow as tf
 import model
 from cifar10_research import dataset, evaluation, loop, plots, predictor, run_folder
 from cifar10_research.config import Config
-from cifar10_research.saved_flags import parse_saved_flags
 from cifar10_research.dataset import CLASS_NAMES
 from cifar10_research.errors import UserError
+from cifar10_research.saved_flags import parse_saved_flags
 from tests import fake_cifar
 from tests.conftest import one_device, run_python, tiny_cifar
 from tests.images import png_size

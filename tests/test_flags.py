@@ -12,8 +12,8 @@ import flags
 import model
 from cifar10_research import distribute, optimizers, precision, schedules
 from cifar10_research.config import Config
-from cifar10_research.saved_flags import parse_flagfile
 from cifar10_research.dataset import DATASETS
+from cifar10_research.saved_flags import parse_flagfile
 from tests.conftest import ROOT, run_python
 
 
