@@ -184,7 +184,8 @@ class Learner:
 
     def _hold(self, before: list) -> None:
         """From step `held_from_step` on, puts the held biases back to their values
-        `before` the step (the optimizer's momentum for them is left to fade)."""
+        `before` the step (their momentum still gathers gradients; each step's
+        change to them is undone)."""
         keep = self.step >= self.held_from_step
         for bias, value in zip(self.held_biases, before):
             bias.assign(tf.where(keep, value, bias))

@@ -53,7 +53,8 @@ class PatchWhitening(keras.layers.Layer):
         mean, covariance = _patch_moments(np.asarray(images, np.float64), self.size)
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # Ascending.
         # Each eigenvector's sign is arbitrary: fixed here (its largest entry
-        # positive) so that every worker's linear algebra library agrees.
+        # positive), so that linear algebra libraries that differ in it agree
+        # up to rounding.
         largest = np.abs(eigenvectors).argmax(axis=0)
         eigenvectors *= np.sign(eigenvectors[largest, np.arange(len(largest))])
         filters = (eigenvectors / np.sqrt(np.maximum(eigenvalues, 0) + self.epsilon))[:, ::-1]
