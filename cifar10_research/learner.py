@@ -18,6 +18,7 @@ import model as model_lib
 from cifar10_research import averaging, metrics, optimizers, precision, schedules
 from cifar10_research.config import Config
 from cifar10_research.dataset import DATASETS, Split
+from cifar10_research.errors import UserError
 from cifar10_research.whitening import PatchWhitening
 
 HISTOGRAM_BATCH = 256  # Training images the epoch's gradient histograms are taken on.
@@ -99,6 +100,7 @@ class Learner:
         self.held_biases = [layer.bias for layer in self.model._flatten_layers()
                             if isinstance(layer, PatchWhitening) and config.whitening_bias_epochs]
         self.held_from_step = config.whitening_bias_epochs * steps_per_epoch
+        _refuse_settings_without_their_layers(config, self.held_biases, self.model)
 
     def checkpointed(self) -> dict:
         """What a checkpoint must hold to continue training exactly."""
@@ -241,3 +243,15 @@ class Learner:
         for weight in self.model.get_weights():
             digest.update(weight.tobytes())
         return digest.hexdigest()[:16]
+
+
+def _refuse_settings_without_their_layers(config: Config, held_biases: list,
+                                          network: keras.Model) -> None:
+    """A setting for a kind of layer the network lacks would do nothing: refused."""
+    if config.whitening_bias_epochs and not held_biases:
+        raise UserError(f"--whitening_bias_epochs needs a network with a whitening layer "
+                        f"(airbench's); --model={config.model} has none")
+    if config.norm_bias_lr_scale != 1 and not any(
+            weight.name == optimizers.NORM_OFFSET for weight in network.trainable_weights):
+        raise UserError(f"--norm_bias_lr_scale needs a network with batch-norm offsets; "
+                        f"--model={config.model} has none")

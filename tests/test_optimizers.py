@@ -105,3 +105,16 @@ def test_norm_bias_lr_scale_is_refused_with_adam():
     with pytest.raises(UserError, match="^--norm_bias_lr_scale needs --optimizer=sgd: Adam's "
                                         "steps do not grow with the gradients$"):
         Config(norm_bias_lr_scale=64.0)
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("norm_bias_lr_scale", 64.0, "^--norm_bias_lr_scale needs a network with batch-norm "
+                                 "offsets; --model=simple_cnn has none$"),
+    ("whitening_bias_epochs", 3, "^--whitening_bias_epochs needs a network with a whitening "
+                                 r"layer \(airbench's\); --model=simple_cnn has none$"),
+])
+def test_a_setting_for_layers_the_network_lacks_is_refused(setting, value, message):
+    config = Config(optimizer="sgd", **{setting: value})
+    with pytest.raises(UserError, match=message):
+        Learner(one_device(), config, steps_per_epoch=4)
+    Learner(one_device(), config.replace(model="airbench_64"), steps_per_epoch=4)  # It has both.
