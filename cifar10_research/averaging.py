@@ -30,14 +30,18 @@ def averaged_weights(model: keras.Model) -> list:
             if "float" in str(weight.dtype) and "seed_generator" not in weight.path]
 
 
+def _copies(weights: list, name: str) -> list:
+    """A non-trainable variable holding each of `weights` now, `name`_0, `name`_1, ..."""
+    return [tf.Variable(tf.convert_to_tensor(weight), trainable=False, name=f"{name}_{index}")
+            for index, weight in enumerate(weights)]
+
+
 class WeightAverage:
     def __init__(self, model: keras.Model, decay: float):
         """Call in `strategy.scope()`, after the model is built."""
         self._weights = averaged_weights(model)
         self._decay = decay
-        self.averages = [tf.Variable(tf.convert_to_tensor(weight), trainable=False,
-                                     name=f"average_{index}")
-                         for index, weight in enumerate(self._weights)]
+        self.averages = _copies(self._weights, "average")
 
     def restart(self) -> None:
         """The averages become the weights, as when the average was made."""
@@ -82,9 +86,7 @@ class Lookahead:
         self._weights = averaged_weights(model)
         self._every, self._start, self._total = every, start_step, total_steps
         self._steps_per_epoch = steps_per_epoch
-        self.slow = [tf.Variable(tf.convert_to_tensor(weight), trainable=False,
-                                 name=f"slow_{index}")
-                     for index, weight in enumerate(self._weights)]
+        self.slow = _copies(self._weights, "slow")
         self.started = tf.Variable(False, trainable=False)
 
     @property
