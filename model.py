@@ -198,7 +198,7 @@ def flops_per_image(network: keras.Model) -> int:
     Counted on the traced graph, so layers nested in blocks or custom layers
     count too; an op of another kind that multiplies tensors is refused.
     """
-    forward = tf.function(lambda images: network(images, training=False))
+    forward = tf.function(lambda images: network(images, training=False), autograph=False)
     graph = forward.get_concrete_function(tf.TensorSpec((1, *IMAGE_SHAPE))).graph
     return sum(_flops(op) for op in graph.get_operations())
 

@@ -104,7 +104,7 @@ class Summaries:
     def graph(self, model, images) -> None:
         """The model's forward pass on a batch like `images`, as the one graph of
         the Graphs tab (a traced call would add the caller's graph beside it)."""
-        forward = tf.function(lambda batch: model(batch, training=False))
+        forward = tf.function(lambda batch: model(batch, training=False), autograph=False)
         graph = forward.get_concrete_function(tf.TensorSpec(images.shape, images.dtype)).graph
         with self._run.as_default():
             tf.summary.graph(graph)
