@@ -159,6 +159,9 @@ def save(figure, path: str) -> None:
 def to_png(figure) -> bytes:
     """The figure as PNG bytes (freed afterwards), e.g. for a TensorBoard image."""
     figure.tight_layout()
+    # Laid out now: tight_layout leaves a placeholder layout engine, for which
+    # savefig draws the whole figure once more (a quarter of its time here).
+    figure.set_layout_engine(None)
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=100, format="png")
     plt.close(figure)
