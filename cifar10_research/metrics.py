@@ -21,7 +21,9 @@ COUNT = "count"  # The sums' entry for the number of images.
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """`per_image(labels, logits, per_image_loss)`: a value per image, to average."""
+    """`per_image(labels, logits, per_image_loss)`: a value per image, to average.
+    It runs inside the steps, traced without autograph: tensor ops only (tf.where,
+    not a Python `if` on a tensor)."""
 
     name: str
     description: str
