@@ -23,7 +23,7 @@ import tensorflow as tf
 import flags
 from cifar10_research import dataset, distribute, loop
 from cifar10_research.config import Config
-from tests import fake_cifar
+from tests import fake_cifar, processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,12 +63,17 @@ def train_tiny(workdir, strategy=None, cifar=None, **settings) -> dict:
                                    cifar=cifar or tiny_cifar())
 
 
-def run_python(script: str, *args, timeout: int = 300, env: dict | None = None):
+def run_python(script: str, *args, timeout: int = 300, env: dict | None = None,
+               fresh: bool = False):
     """Runs `python <script> <args>` from the repository root, with `env` added to
-    the environment; returns the finished process."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
+    the environment; returns the finished process. It is forked with TensorFlow
+    imported (tests/processes.py) unless `fresh`: a new interpreter."""
+    command = [sys.executable, os.path.join(ROOT, script), *args]
+    env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
+    if not fresh:
+        return processes.run(command, cwd=ROOT, env=env, timeout=timeout)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=env)
 
 
 @pytest.fixture

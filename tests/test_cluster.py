@@ -5,7 +5,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 
 import pytest
@@ -14,6 +13,7 @@ import tensorflow as tf
 import flags
 from cifar10_research import cluster, run_folder
 from cifar10_research.errors import UserError
+from tests import processes
 from tests.conftest import ROOT
 
 TWO_WORKERS = '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'
@@ -168,12 +168,11 @@ def test_two_slurm_tasks_train_together_with_no_tf_config(tiny_data_dir, tmp_pat
     port_base = two_free_ports()
     environment = {name: value for name, value in os.environ.items()
                    if name != "TF_CONFIG" and not name.startswith("SLURM_")}
-    tasks = [subprocess.Popen(
+    tasks = [processes.start(
         [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
          f"--port_base={port_base}", f"--data_dir={tiny_data_dir}", "--epochs=1",
          "--batch_size=16", f"--model_dir={tmp_path / 'runs'}", "--run_name=slurm"],
-        env={**environment, **slurm_step(procid), "TMPDIR": str(tmp_path)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for procid in (0, 1)]
+        env={**environment, **slurm_step(procid), "TMPDIR": str(tmp_path)}) for procid in (0, 1)]
     outputs = [task.communicate(timeout=300) for task in tasks]
     for task, (stdout, stderr) in zip(tasks, outputs):
         assert task.returncode == 0, stdout + stderr

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from cifar10_research import run_folder, watchdog
+from tests import processes
 from tests.conftest import ROOT, run_python
 
 
@@ -76,12 +77,11 @@ def test_the_launcher_stops_a_healthy_worker_when_another_fails(tiny_data_dir, t
 @pytest.mark.slow
 def test_ctrl_c_to_the_launcher_stops_every_worker_after_a_checkpoint(tiny_data_dir,
                                                                       tmp_path):
-    launcher = subprocess.Popen(
+    launcher = processes.start(
         [sys.executable, os.path.join(ROOT, "scripts", "launch_workers.py"), "--num_workers=2",
          "--", f"--data_dir={tiny_data_dir}", "--epochs=20", "--batch_size=16",
          f"--model_dir={tmp_path}", "--run_name=pair"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": ROOT})  # This checkout's library, as run_python.
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})  # This checkout's, as run_python.
     for line in launcher.stdout:
         if line.startswith("[worker 0] Epoch 2/"):
             break
@@ -126,13 +126,13 @@ def workers_of_a_cluster_of_two(tiny_data_dir, tmp_path, started, *flags):
     """The processes of the workers numbered in `started` of a 2-worker TF_CONFIG
     cluster on loopback, training tiny data; and the cluster's addresses."""
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    return [subprocess.Popen(
+    return [processes.start(
         [sys.executable, os.path.join(ROOT, "train.py"), "--strategy=multi_worker",
          f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path}", "--run_name=pair",
          "--batch_size=16", *flags],
         env={**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
-                                                    "task": {"type": "worker", "index": i}})},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in started], addresses
+                                                    "task": {"type": "worker", "index": i}})})
+        for i in started], addresses
 
 
 def alone_in_a_cluster_of_two(tiny_data_dir, tmp_path, *flags):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from cifar10_research import run_folder
-from tests import events, fake_cifar
+from tests import events, fake_cifar, processes
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ def setup(tmp_path_factory):
     """A dataset big enough to kill a run mid-epoch, and an uninterrupted run on it."""
     root = tmp_path_factory.mktemp("resume")
     fake_cifar.write_folder(str(root / "data"), rows_per_file=200)
-    reference = finish(root, "reference")
+    reference = finish(root, "reference", fresh=True)
     return root, reference
 
 
@@ -43,10 +43,14 @@ def command(name, *extra):
             "--lookahead_after_epochs=1", *extra]
 
 
-def finish(root, name, *extra):
-    """Runs (or resumes) a run to its end; returns (stdout, fingerprint, history)."""
-    result = subprocess.run(command(name, *extra), cwd=root, capture_output=True, text=True,
-                            timeout=300)
+def finish(root, name, *extra, fresh=False):
+    """Runs (or resumes) a run to its end, forked (tests/processes.py) unless
+    `fresh`; returns (stdout, fingerprint, history)."""
+    if fresh:
+        result = subprocess.run(command(name, *extra), cwd=root, capture_output=True,
+                                text=True, timeout=300)
+    else:
+        result = processes.run(command(name, *extra), cwd=root, timeout=300)
     assert result.returncode == 0, result.stderr
     fingerprint = re.search(r"^Weights fingerprint: (\w+)$", result.stdout, re.MULTILINE)[1]
     with open(root / "runs" / name / run_folder.HISTORY) as file:
@@ -56,8 +60,7 @@ def finish(root, name, *extra):
 
 def start_and_signal(root, name, checkpoint_step, signals, *extra):
     """Starts a run, and once checkpoint `checkpoint_step` is recorded sends `signals`."""
-    process = subprocess.Popen(command(name, *extra), cwd=root, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = processes.start(command(name, *extra), cwd=root)
     state = root / "runs" / name / run_folder.CHECKPOINTS / "checkpoint"
     deadline = time.monotonic() + 240
     while not (state.exists() and f"ckpt-{checkpoint_step}\"" in state.read_text()):
@@ -77,6 +80,8 @@ def resumed_at(stdout):
 
 
 def test_two_deterministic_runs_are_bit_identical(setup):
+    """A fresh interpreter's run (the reference) and a forked one: each its own
+    hash seed."""
     root, (_, fingerprint, history) = setup
     _, again_fingerprint, again_history = finish(root, "again")
     assert again_fingerprint == fingerprint
@@ -127,7 +132,7 @@ def test_sigterm_saves_says_how_to_resume_and_resumes_identical(setup):
                       f"--flagfile={root / 'runs' / 'terminated' / run_folder.FLAGFILE}"]
     elsewhere = root / "elsewhere"  # The run started in `root` with relative paths.
     elsewhere.mkdir()
-    result = subprocess.run(resume, cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    result = processes.run(resume, cwd=elsewhere, timeout=300)
     assert result.returncode == 0, result.stderr
     assert resumed_at(result.stdout) == (2, int(message[1]) - STEPS_PER_EPOCH)
     assert f"Weights fingerprint: {fingerprint}" in result.stdout

@@ -13,6 +13,7 @@ import pytest
 
 from cifar10_research import run_folder
 from cifar10_research.stopping import EXIT_CODES
+from tests import processes
 from tests.conftest import ROOT
 
 EPOCHS = 3
@@ -24,9 +25,13 @@ def train_command(data_dir, model_dir, name, *flags):
             f"--run_name={name}", "--batch_size=8", *flags]
 
 
-def start(command):
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def start(command, fresh=False):
+    """The command's process: forked with TensorFlow imported (tests/processes.py),
+    or if `fresh` a new interpreter, which a signal may reach as TensorFlow loads."""
+    if fresh:
+        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return processes.start(command, cwd=ROOT)
 
 
 def importing_tensorflow(process) -> bool:
@@ -49,7 +54,7 @@ def read_until(process, found) -> list[str]:
 
 @pytest.mark.slow
 def test_ctrl_c_while_tensorflow_imports_ends_with_one_line(tmp_path):
-    process = start([sys.executable, "train.py", f"--model_dir={tmp_path}"])
+    process = start([sys.executable, "train.py", f"--model_dir={tmp_path}"], fresh=True)
     while not importing_tensorflow(process):
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
@@ -87,7 +92,7 @@ def test_sigterm_while_the_run_finishes_then_a_rerun_completes_it(tiny_data_dir,
 
 def assert_completes(command, workdir) -> str:
     """Runs `command` to its end; checks the run folder is whole; returns the fingerprint."""
-    rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    rerun = processes.run(command, cwd=ROOT, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stderr == ""
     assert all((workdir / name).exists() for name in run_folder.ARTIFACTS)
@@ -125,7 +130,7 @@ def test_signals_at_random_moments_end_in_one_line_and_a_rerun_completes(tiny_da
     flags = (f"--epochs={EPOCHS}", "--deterministic", "--checkpoint_every_n_steps=4")
     command = train_command(tiny_data_dir, tmp_path, "signalled", *flags)
     for _ in range(RANDOM_SIGNALS):
-        process = start(command)
+        process = start(command, fresh=True)
         moment = wait_for_a_random_moment(process, rng)
         signum = rng.choice([signal.SIGINT, signal.SIGTERM])
         process.send_signal(signum)

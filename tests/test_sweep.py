@@ -2,7 +2,6 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 
@@ -11,6 +10,7 @@ import pytest
 from cifar10_research import run_folder
 from cifar10_research.errors import UserError
 from cifar10_research import sweeping
+from tests import processes
 from tests.conftest import ROOT, run_python
 
 
@@ -225,8 +225,7 @@ def test_ctrl_c_stops_the_sweeps_run_once_and_the_rerun_resumes_it(tiny_data_dir
                  f"--model_dir={tmp_path}", "--recipe=long: --epochs=8 --batch_size=8", "--",
                  f"--data_dir={tiny_data_dir}"]
     env = {**os.environ, "PYTHONPATH": ROOT}  # This checkout's library, as run_python.
-    sweep = subprocess.Popen(arguments, cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+    sweep = processes.start(arguments, cwd=ROOT, env=env)
     state = tmp_path / "long-seed0" / run_folder.CHECKPOINTS / "checkpoint"
     while sweep.poll() is None and not state.exists():
         time.sleep(0.01)
@@ -238,7 +237,6 @@ def test_ctrl_c_stops_the_sweeps_run_once_and_the_rerun_resumes_it(tiny_data_dir
                         run_stop)
     assert sweep_stop == (f"Stopped by SIGINT during the run {tmp_path}/long-seed0: rerun the "
                           f"sweep to go on (it reuses finished runs and resumes this one)")
-    rerun = subprocess.run(arguments, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                           env=env)
+    rerun = processes.run(arguments, cwd=ROOT, env=env, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "Resuming " in rerun.stdout and (tmp_path / sweeping.RESULTS).exists()

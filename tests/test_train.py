@@ -189,7 +189,8 @@ def test_a_batch_larger_than_the_training_set_is_refused(tiny_data_dir, tmp_path
 @pytest.mark.slow
 def test_train_py_trains_prints_results_and_no_banners(tiny_data_dir, tmp_path):
     result = run_python("train.py", f"--data_dir={tiny_data_dir}", "--epochs=1",
-                        "--batch_size=16", f"--model_dir={tmp_path}", "--run_name=cli")
+                        "--batch_size=16", f"--model_dir={tmp_path}", "--run_name=cli",
+                        fresh=True)  # A new interpreter: one that imports TensorFlow.
     assert result.returncode == 0, result.stderr
     [epoch_line] = [line for line in result.stdout.splitlines() if line.startswith("Epoch 1/1")]
     for metric in metrics.EVALUATION:  # The epoch line and the test line name every metric.
