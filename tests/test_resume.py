@@ -16,7 +16,7 @@ from tests import events, fake_cifar, processes
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-STEPS_PER_EPOCH = 125  # 5 x 200 training images / batch 8.
+STEPS_PER_EPOCH = 50  # 5 x 80 training images / batch 8.
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Not "seconds": wall time.
 
 
@@ -24,7 +24,7 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Not "seconds": wal
 def setup(tmp_path_factory):
     """A dataset big enough to kill a run mid-epoch, and an uninterrupted run on it."""
     root = tmp_path_factory.mktemp("resume")
-    fake_cifar.write_folder(str(root / "data"), rows_per_file=200)
+    fake_cifar.write_folder(str(root / "data"), rows_per_file=80)
     reference = finish(root, "reference", fresh=True)
     return root, reference
 
@@ -38,7 +38,7 @@ def command(name, *extra):
     checkpointed exactly too."""
     return [sys.executable, os.path.join(ROOT, "train.py"), "--deterministic", "--epochs=2",
             "--batch_size=8", "--data_dir=data", "--model_dir=runs", f"--run_name={name}",
-            "--checkpoint_every_n_steps=25", "--log_every_n_steps=20", "--ema_decay=0.99",
+            "--checkpoint_every_n_steps=10", "--log_every_n_steps=20", "--ema_decay=0.99",
             "--augment=alternating_flip_translate", "--mix=cutmix", "--lookahead_every=5",
             "--lookahead_after_epochs=1", *extra]
 
@@ -95,12 +95,12 @@ def test_two_deterministic_runs_are_bit_identical(setup):
 
 def test_killed_mid_epoch_and_resumed_ends_identical(setup):
     root, (_, fingerprint, history) = setup
-    code, _, _ = start_and_signal(root, "killed", STEPS_PER_EPOCH + 50, [signal.SIGKILL])
+    code, _, _ = start_and_signal(root, "killed", STEPS_PER_EPOCH + 20, [signal.SIGKILL])
     assert code == -signal.SIGKILL
     stdout, resumed_fingerprint, resumed_history = finish(root, "killed")
     epoch, step = resumed_at(stdout)
     # A kill while a checkpoint is written leaves the one before: still mid-epoch.
-    assert epoch == 2 and 25 <= step < STEPS_PER_EPOCH
+    assert epoch == 2 and 10 <= step < STEPS_PER_EPOCH
     assert resumed_fingerprint == fingerprint
     assert resumed_history == history
 
@@ -121,7 +121,7 @@ def test_killed_between_epochs_and_resumed_ends_identical(setup):
 
 def test_sigterm_saves_says_how_to_resume_and_resumes_identical(setup):
     root, (_, fingerprint, history) = setup
-    code, _, stderr = start_and_signal(root, "terminated", STEPS_PER_EPOCH + 25,
+    code, _, stderr = start_and_signal(root, "terminated", STEPS_PER_EPOCH + 10,
                                        [signal.SIGTERM])
     assert code == 143
     message = re.fullmatch(r"Stopped by SIGTERM after step (\d+); saved (.*ckpt-(\d+))\. "
