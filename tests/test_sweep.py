@@ -222,7 +222,7 @@ def test_ctrl_c_stops_the_sweeps_run_once_and_the_rerun_resumes_it(tiny_data_dir
     """The run gets the Ctrl-C once, through the sweep, as a terminal sends it to
     the sweep alone: it saves and stops; rerun, the sweep resumes it."""
     arguments = [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"), "--seeds=0",
-                 f"--model_dir={tmp_path}", "--recipe=long: --epochs=8 --batch_size=8", "--",
+                 f"--model_dir={tmp_path}", "--recipe=long: --epochs=3 --batch_size=8", "--",
                  f"--data_dir={tiny_data_dir}"]
     env = {**os.environ, "PYTHONPATH": ROOT}  # This checkout's library, as run_python.
     sweep = processes.start(arguments, cwd=ROOT, env=env)
