@@ -147,7 +147,8 @@ def _number_the_cells(axes, shown: np.ndarray, class_names, fontsize: int) -> No
     threshold = shown.max() / 2
     for (row, column), value in np.ndenumerate(shown):
         axes.text(column, row, f"{value:.0f}", ha="center", va="center", fontsize=fontsize,
-                  color="white" if value > threshold else "black")
+                  color="white" if value > threshold else "black",
+                  in_layout=False)  # Inside the axes: tight_layout need not measure it.
 
 
 def save(figure, path: str) -> None:
