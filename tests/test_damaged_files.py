@@ -3,6 +3,7 @@ or refused in one line naming the file, never restarted silently, in-process."""
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -15,6 +16,20 @@ from tests.conftest import train_tiny
 
 def checkpoint_names(workdir):
     return sorted(os.listdir(workdir / run_folder.CHECKPOINTS))
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    """A finished 1-epoch tiny run, trained once."""
+    workdir = tmp_path_factory.mktemp("trained") / "run"
+    train_tiny(workdir, epochs=1)
+    return workdir
+
+
+@pytest.fixture
+def run_copy(one_epoch_run, tmp_path):
+    """A copy of one_epoch_run, tmp_path/run, for a test to damage."""
+    return shutil.copytree(one_epoch_run, tmp_path / "run")
 
 
 @pytest.mark.parametrize("damage", [os.remove, lambda path: open(path, "w").write("garbage {")])
@@ -86,9 +101,8 @@ def test_a_damaged_history_is_named_in_one_line(tmp_path, content, problem):
                                   f"damaged")
 
 
-def test_a_run_resumed_over_a_damaged_history_names_it(tmp_path):
-    workdir = tmp_path / "run"
-    train_tiny(workdir, epochs=1)
+def test_a_run_resumed_over_a_damaged_history_names_it(run_copy):
+    workdir = run_copy
     (workdir / run_folder.HISTORY).write_text(json.dumps({**GOOD_HISTORY, "loss": [1.5, "1.2"]}))
     with pytest.raises(UserError, match=r'history.json holds an entry "loss" that is not a '
                                         r'list of numbers: it was edited or damaged'):
@@ -118,9 +132,9 @@ def test_a_setting_missing_from_flags_txt_counts_as_its_default(tmp_path, crash_
     ("--epochs=2\n--epoch=3\n", "line 2 names no setting of train.py: --epoch=3; fix that "
                                 "line"),
 ], ids=["empty", "garbage", "unknown"])
-def test_a_damaged_flags_txt_is_named_in_one_line(tmp_path, parse, content, problem):
-    workdir = tmp_path / "run"
-    train_tiny(workdir, epochs=1)
+def test_a_damaged_flags_txt_is_named_in_one_line(tmp_path, run_copy, parse, content,
+                                                  problem):
+    workdir = run_copy
     (workdir / run_folder.FLAGFILE).write_text(content)
     message = f"{workdir}/flags.txt {problem}, or pick another --run_name"
     with pytest.raises(UserError) as refused:
