@@ -2,7 +2,6 @@
 
 import errno
 import os
-import subprocess
 import sys
 
 import keras
@@ -13,6 +12,7 @@ from cifar10_research import dataset, distribute, evaluation, plots, run_folder
 from cifar10_research.config import Config
 from cifar10_research.errors import UserError
 from cifar10_research.learner import Learner
+from tests import processes
 from tests.conftest import ROOT, train_tiny
 
 NO_SPACE = OSError(errno.ENOSPC, "No space left on device")
@@ -29,10 +29,11 @@ def test_a_second_process_on_a_run_folder_is_refused_naming_the_holder(tmp_path)
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from cifar10_research import run_folder\n"
-         "with run_folder.locked(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
-         str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    script = tmp_path / "holder.py"
+    script.write_text("import sys, time\nfrom cifar10_research import run_folder\n"
+                      "with run_folder.locked(sys.argv[1]):\n"
+                      "    print('locked', flush=True)\n    time.sleep(60)\n")
+    holder = processes.start([sys.executable, str(script), str(tmp_path)], cwd=ROOT)
     assert holder.stdout.readline() == "locked\n"
     with pytest.raises(UserError, match=f"PID {holder.pid}"):
         with run_folder.locked(str(tmp_path)):

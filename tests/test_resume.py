@@ -158,8 +158,8 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path):
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(30)\n"
         "print('not stopped')\n")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    result = processes.run([sys.executable, str(script)], timeout=120,
+                           env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 130
     assert result.stdout == "pending: SIGINT\n"
     assert result.stderr == ("\nSecond Ctrl-C: exiting now; the last complete checkpoint is "
