@@ -13,6 +13,7 @@ draws its own), so a test that two runs are identical compares a fresh one
 with a forked one.
 """
 
+import contextlib
 import multiprocessing
 import os
 import runpy
@@ -45,6 +46,7 @@ def _run_script(command: list, cwd: str, env: dict, fds: tuple) -> None:
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
+    sys.stdout.reconfigure(line_buffering=os.isatty(1))  # As Python sets it up, for a pipe.
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -87,7 +89,8 @@ class Process:
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
-            os.kill(self.pid, signum)
+            with contextlib.suppress(ProcessLookupError):  # It has just ended.
+                os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self._process.kill()
