@@ -12,7 +12,6 @@ import contextlib
 import functools
 import http.server
 import os
-import subprocess
 import sys
 import threading
 
@@ -68,12 +67,9 @@ def run_python(script: str, *args, timeout: int = 300, env: dict | None = None,
     """Runs `python <script> <args>` from the repository root, with `env` added to
     the environment; returns the finished process. It is forked with TensorFlow
     imported (tests/processes.py) unless `fresh`: a new interpreter."""
-    command = [sys.executable, os.path.join(ROOT, script), *args]
-    env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
-    if not fresh:
-        return processes.run(command, cwd=ROOT, env=env, timeout=timeout)
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    return processes.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
+                         timeout=timeout, fresh=fresh)
 
 
 @pytest.fixture

@@ -112,15 +112,24 @@ class Process:
         return tuple(outputs)
 
 
-def start(command: list, cwd: str | None = None, env: dict | None = None) -> Process:
+def start(command: list, cwd: str | None = None, env: dict | None = None,
+          fresh: bool = False) -> Process | subprocess.Popen:
     """Starts `command`, `[sys.executable, <script>.py, *args]`, in `cwd` (default:
-    this process's), with `env` as its whole environment (default: this process's)."""
+    this process's), with `env` as its whole environment (default: this process's):
+    forked, or if `fresh` in a new interpreter (subprocess.Popen)."""
+    if fresh:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
     return Process(command, cwd or os.getcwd(), dict(os.environ if env is None else env))
 
 
 def run(command: list, cwd: str | None = None, env: dict | None = None,
-        timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Runs `command` to its end, as subprocess.run(..., capture_output=True, text=True)."""
+        timeout: float | None = None, fresh: bool = False) -> subprocess.CompletedProcess:
+    """Runs `command` to its end, as subprocess.run(..., capture_output=True, text=True),
+    forked unless `fresh`."""
+    if fresh:
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
     process = start(command, cwd, env)
     try:
         stdout, stderr = process.communicate(timeout)

@@ -5,7 +5,6 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 
@@ -46,11 +45,7 @@ def command(name, *extra):
 def finish(root, name, *extra, fresh=False):
     """Runs (or resumes) a run to its end, forked (tests/processes.py) unless
     `fresh`; returns (stdout, fingerprint, history)."""
-    if fresh:
-        result = subprocess.run(command(name, *extra), cwd=root, capture_output=True,
-                                text=True, timeout=300)
-    else:
-        result = processes.run(command(name, *extra), cwd=root, timeout=300)
+    result = processes.run(command(name, *extra), cwd=root, timeout=300, fresh=fresh)
     assert result.returncode == 0, result.stderr
     fingerprint = re.search(r"^Weights fingerprint: (\w+)$", result.stdout, re.MULTILINE)[1]
     with open(root / "runs" / name / run_folder.HISTORY) as file:

@@ -4,7 +4,6 @@ moments, and at random ones over whole runs, each followed by a rerun."""
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 
@@ -28,10 +27,7 @@ def train_command(data_dir, model_dir, name, *flags):
 def start(command, fresh=False):
     """The command's process: forked with TensorFlow imported (tests/processes.py),
     or if `fresh` a new interpreter, which a signal may reach as TensorFlow loads."""
-    if fresh:
-        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    return processes.start(command, cwd=ROOT)
+    return processes.start(command, cwd=ROOT, fresh=fresh)
 
 
 def importing_tensorflow(process) -> bool:
